@@ -1,0 +1,75 @@
+"""Fixtures shared by every suite: a real trained model, real JPEGs, the real Docker engine.
+
+The model is trained once per test session on a small synthetic Yelp-format set (real TensorFlow, real
+files), then exported to LiteRT, so every suite that serves predictions uses a genuine artefact.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE_IMAGE = os.environ.get("KDE_TEST_BASE_IMAGE", "kubeless-dl-eval/base:bookworm-py311")
+
+
+def _run_model_cli(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "model", *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory) -> Path:
+    """model.keras + labels.json + metrics.json + model.tflite, trained here for 4 epochs on 50 photos/class."""
+    work = tmp_path_factory.mktemp("trained")
+    data, out = work / "data", work / "model"
+    _run_model_cli("synth", "--out", str(data), "--images-per-class", "50", "--seed", "3")
+    _run_model_cli("train", "--data", str(data), "--out", str(out), "--epochs", "4", "--seed", "3")
+    _run_model_cli("export", "--model", str(out / "model.keras"), "--check-images", "20")
+    return out
+
+
+@pytest.fixture(scope="session")
+def sample_jpegs() -> dict[str, bytes]:
+    """A few real-looking JPEGs of typical photo sizes, one per class."""
+    from model import LABELS
+    from model.synth import jpeg_bytes, synth_photo
+
+    rng = np.random.default_rng(99)
+    sizes = [(500, 375), (640, 480), (1024, 768), (375, 500), (800, 600)]
+    return {label: jpeg_bytes(synth_photo(label, rng, size)) for label, size in zip(LABELS, sizes, strict=True)}
+
+
+def docker_engine_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """Skip (or, under CI, fail) when no Docker engine answers: CI starts one, so a skip there is a bug."""
+    if not docker_engine_available():
+        message = "no Docker engine answers `docker info`; start dockerd (see .ci/run)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_engine) -> str:
+    """The local debootstrap Python base image (no registry is reachable here); built once if missing."""
+    subprocess.run([str(ROOT / "scripts" / "debootstrap-base-image.sh"), BASE_IMAGE], check=True, timeout=900)
+    return BASE_IMAGE
+
+
+@pytest.fixture(scope="session")
+def wheelhouse() -> Path:
+    """build/wheelhouse with the serving requirements (downloaded once)."""
+    subprocess.run([str(ROOT / "scripts" / "build-wheelhouse.sh"), sys.executable], check=True, timeout=1800)
+    return ROOT / "build" / "wheelhouse"
