@@ -17,14 +17,16 @@ import numpy as np
 from model.inference import BACKENDS, LITERT_FILE, MODEL_FILE, Predictor, decode_image
 
 COLD_START_SNIPPET = """
-import json, resource, sys, time
+import json, sys, time
 t0 = time.perf_counter()
 from model.inference import Predictor
 p = Predictor(sys.argv[1], backend=sys.argv[2])
 data = open(sys.argv[3], 'rb').read()
 p.predict_bytes(data)
 t1 = time.perf_counter()
-rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking parent across exec
+hwm_kb = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+rss_mb = hwm_kb / 1024
 print(json.dumps({"first_prediction_s": t1 - t0, "peak_rss_mb": rss_mb}))
 """
 
