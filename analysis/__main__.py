@@ -1,0 +1,80 @@
+"""``python -m analysis [RESULTS_DIR] [--out DIR]``: one benchmark run in, tables, figures and a report out.
+``python -m analysis benchmark``: time the summarization of a million synthetic requests."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from analysis.load import ResultsError, load_results, newest_results_dir
+from analysis.report import build
+from analysis.tables import Settings
+
+EXIT_BAD_INPUT = 2
+EXIT_INCOMPLETE = 3
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m analysis",
+        description="Turn one benchmark results folder (written by `ansible-playbook bench.yml`, schema in "
+                    "analysis/RESULTS.md) into report.md, a self-contained report.html, every table as CSV and "
+                    "the figures as PNG, with the paper's values beside ours.",
+        epilog="Subcommand: `python -m analysis benchmark [--rows N]` times the summarization of N synthetic "
+               "per-request rows (see `python -m analysis benchmark --help`). Exit status: 0 report written, "
+               f"{EXIT_BAD_INPUT} the folder cannot be analysed (each problem is printed with its file), "
+               f"{EXIT_INCOMPLETE} report written but the run is incomplete and --fail-on-incomplete was given.",
+    )
+    p.add_argument("results_dir", nargs="?", type=Path, metavar="RESULTS_DIR",
+                   help="the run folder, results/<run_id>/ (default: the newest folder under --results-root)")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="where to write the report (default: RESULTS_DIR/report); created if missing, files in it "
+                        "are overwritten")
+    p.add_argument("--results-root", type=Path, default=Path("results"), metavar="DIR",
+                   help="where to look for the newest run when RESULTS_DIR is not given (default: ./results)")
+    p.add_argument("--confidence", type=float, default=0.95, metavar="LEVEL",
+                   help="confidence level of every interval, between 0 and 1 (default: 0.95)")
+    p.add_argument("--bootstrap-resamples", type=int, default=10_000, metavar="N",
+                   help="resamples for the bootstrap intervals of the overhead (default: 10000)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed of the bootstrap, so a report can be reproduced exactly (default: 0)")
+    p.add_argument("--fail-on-incomplete", action="store_true",
+                   help=f"exit with status {EXIT_INCOMPLETE} (after writing the report) when the run is "
+                        "incomplete, e.g. to stop a pipeline; by default an incomplete run is only flagged")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["benchmark"]:
+        from analysis.summary_speed import main as benchmark
+
+        return benchmark(argv[1:])
+    args = parser().parse_args(argv)
+    if not 0 < args.confidence < 1:
+        parser().error(f"--confidence must be between 0 and 1, got {args.confidence}")
+    if args.bootstrap_resamples < 100:
+        parser().error("--bootstrap-resamples must be at least 100")
+    try:
+        folder = args.results_dir or newest_results_dir(args.results_root)
+        results = load_results(folder)
+    except ResultsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    out = args.out or folder / "report"
+    report = build(results, out, Settings(args.confidence, args.bootstrap_resamples, args.seed))
+    if not report.complete:
+        print("WARNING: INCOMPLETE RUN: " + "; ".join(results.incomplete_reasons), file=sys.stderr)
+    print(f"results: {folder}")
+    print(f"verdict: {report.summary}")
+    print(f"report:  {report.md}\n         {report.html}")
+    print(f"tables:  {len(report.tables)} CSV files in {out / 'tables'}")
+    print(f"figures: {len(report.figures)} PNG files in {out / 'figures'}")
+    if not report.complete and args.fail_on_incomplete:
+        return EXIT_INCOMPLETE
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""Write a *synthetic* results folder in the schema of analysis/RESULTS.md.
+
+Two users: the summarization benchmark (``python -m analysis benchmark``: a million per-request rows) and the
+generator of the small committed test fixtures (tests/fixtures/results/generate.py). The numbers imitate what
+this project measures on two cores (see what-runs-here.md): a container answering in ~10 ms at c=1 and a
+fork-per-request Kubeless function in ~40 ms, both CPU-bound on two cores, with the function's listen backlog of
+5 producing ~1 s SYN-retransmit outliers at c >= 10. They are not measurements and the report says so in its
+header (manifest ``profile`` is ``synthetic``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+MIB = 1024**2
+T0_US = 1_796_385_600_000_000  # 2026-12-04T12:00:00Z in µs
+
+
+@dataclass
+class PlatformModel:
+    """Per-request times in ms at c=1; queueing on ``cores`` cores stretches them as concurrency grows."""
+
+    network_ms: float
+    runtime_ms: float  # server time minus prediction time
+    prediction_ms: float
+    jitter: float  # lognormal sigma
+    workers: int  # requests the server runs at once; the rest queue before its timer starts
+    mem_base_bytes: float
+    mem_per_inflight_bytes: float
+    syn_outliers_from_c: int | None = None  # concurrency from which a full backlog causes 1 s retransmits
+
+
+MODELS = {
+    "function": PlatformModel(network_ms=2.0, runtime_ms=27.0, prediction_ms=9.0, jitter=0.18, workers=10,
+                              mem_base_bytes=640 * MIB, mem_per_inflight_bytes=28 * MIB, syn_outliers_from_c=10),
+    "container": PlatformModel(network_ms=1.5, runtime_ms=2.5, prediction_ms=6.0, jitter=0.15, workers=2,
+                               mem_base_bytes=520 * MIB, mem_per_inflight_bytes=2 * MIB),
+}
+
+
+@dataclass
+class Fault:
+    """An event to plant in one run: ab's length mismatches, non-2xx replies, receive failures."""
+
+    failed_length: int = 0
+    non_2xx: int = 0
+    failed_receive: int = 0
+
+
+@dataclass
+class Plan:
+    concurrency: list[int] = field(default_factory=lambda: [1, 5, 10, 20])
+    repetitions: int = 5
+    requests_per_run: int = 100
+    warmup_requests: int = 20
+    probe_requests: int = 10
+    coldstart_repetitions: int = 3
+    cores: int = 2
+    seed: int = 1
+    faults: dict[tuple[str, int, int], Fault] = field(default_factory=dict)  # (platform, c, rep) -> fault
+    stop_after: int | None = None  # number of ab runs (warm-up included) after which the bench "died"
+
+
+def _request_times(rng: np.random.Generator, m: PlatformModel, c: int, n: int, cores: int) -> dict[str, np.ndarray]:
+    service = m.runtime_ms + m.prediction_ms
+    # Closed-loop ab keeps c requests in flight on `cores` CPUs: each takes ~c/cores services in all. Up to
+    # `workers` of them share the CPUs inside the server (its timer runs); the rest wait in the accept queue
+    # (the Kubeless runtime's thread pool, gunicorn's backlog), which the client sees and the server does not.
+    stretch = max(c / cores, 1.0)
+    cpu_stretch = max(min(c, m.workers) / cores, 1.0)
+    noise = rng.lognormal(0.0, m.jitter, n)
+    prediction = m.prediction_ms * rng.lognormal(0.0, m.jitter / 2, n) * min(cpu_stretch, 1.6)
+    server = (service * noise * cpu_stretch) + (prediction - m.prediction_ms)
+    queue = service * noise * (stretch - cpu_stretch)
+    network = m.network_ms * rng.lognormal(0.0, 0.3, n) + queue
+    syn = np.zeros(n)
+    if m.syn_outliers_from_c is not None and c >= m.syn_outliers_from_c:
+        syn[rng.choice(n, size=max(1, n // 50), replace=False)] = 1000.0  # SYN retransmit after a full backlog
+    network += syn
+    total = np.rint(server + network)
+    connect = np.minimum(np.rint(m.network_ms * 0.3 * noise + syn), total)
+    processing = total - connect
+    wait = np.maximum(processing - 1, 0)
+    return {"total": total, "connect": connect, "processing": processing, "wait": wait, "server": server,
+            "prediction": prediction}
+
+
+def write_results(folder: Path, plan: Plan, *, run_id: str = "20261204T120000Z") -> Path:
+    """Write the folder and return it (vectorised numpy/pandas: a million rows take 10-20 s on two cores)."""
+    rng = np.random.default_rng(plan.seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    platforms = list(MODELS)
+    order: list[tuple[str, str, int, int, int]] = []  # experiment, platform, c, rep, n
+    for p in platforms:  # warm-up at the largest concurrency, so every worker is warm
+        order.append(("warmup", p, max(plan.concurrency), 0, plan.warmup_requests))
+    for rep in range(1, plan.repetitions + 1):  # platforms interleaved per repetition, as bench.yml does
+        for c in plan.concurrency:
+            for p in platforms:
+                order.append(("concurrency", p, c, rep, plan.requests_per_run))
+    done = order if plan.stop_after is None else order[: plan.stop_after]
+
+    runs, requests, predictions, resources = [], [], [], []
+    clock_us = T0_US
+    for experiment, p, c, rep, n in done:
+        run, tables, duration_s = _ab_run(rng, plan, experiment, p, c, rep, n, clock_us)
+        runs.append(run)
+        requests.append(tables["requests"])
+        predictions.append(tables["predictions"])
+        resources.append(tables["resources"])
+        clock_us += int(duration_s * 1e6) + 2_000_000
+
+    stopped = plan.stop_after is not None
+    pd.DataFrame(runs).to_csv(folder / "runs.csv", index=False)
+    pd.concat(requests, ignore_index=True).to_csv(folder / "requests.csv", index=False)
+    pd.concat(predictions, ignore_index=True).to_csv(folder / "predictions.csv", index=False)
+    pd.concat(resources, ignore_index=True).to_csv(folder / "resources.csv", index=False)
+    probe, coldstart = _probe_and_coldstart(rng, plan)
+    probe.to_csv(folder / "probe.csv", index=False)
+    if not stopped:  # cold starts run last, after the concurrency experiment
+        coldstart.to_csv(folder / "coldstart.csv", index=False)
+    manifest = _manifest(plan, run_id, len(order), len(done), None if stopped else clock_us)
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return folder
+
+
+def _ab_run(rng: np.random.Generator, plan: Plan, experiment: str, p: str, c: int, rep: int, n: int,
+            clock_us: int) -> tuple[dict, dict[str, pd.DataFrame], float]:
+    """One ab run: its runs.csv row, its rows of the per-request tables, and how long it took."""
+    m = MODELS[p]
+    fault = plan.faults.get((p, c, rep), Fault())
+    t = _request_times(rng, m, c, n, plan.cores)
+    key = f"{experiment}-{p}-c{c}-r{rep}"
+    total = t["total"]
+    order_idx = np.argsort(total, kind="stable")  # ab -g rows are sorted by ttime
+    rounds = np.arange(n) // c
+    start = clock_us + (rounds * total.mean() * 1000 + rng.uniform(0, 500, n)).astype(np.int64)
+    duration_s = float(total.sum() / c / 1000 + 0.01)
+    requests = pd.DataFrame({
+        "run_key": key, "experiment": experiment, "platform": p, "concurrency": c, "repetition": rep,
+        "start_us": start[order_idx], "connect_ms": t["connect"][order_idx],
+        "processing_ms": t["processing"][order_idx], "total_ms": total[order_idx], "wait_ms": t["wait"][order_idx],
+    })
+    srt = np.sort(total)
+    pct = {q: float(srt[min(int(n * q / 100), n - 1)]) for q in (50, 66, 75, 80, 90, 95, 98, 99, 100)}
+    ok = n - fault.non_2xx - fault.failed_receive
+    ts = (clock_us / 1e6) + np.sort(rng.uniform(0, duration_s, ok))
+    predictions = pd.DataFrame({"run_key": key, "platform": p, "ts": np.round(ts, 6),
+                                "prediction_ms": np.round(t["prediction"][:ok], 3), "backend": "litert"})
+    n_samples = max(1, int(duration_s / 0.5))
+    cpu = np.clip(rng.normal(min(c, plan.cores) * 92.0 if c > 1 else 70.0, 6.0, n_samples), 1, 100 * plan.cores)
+    mem = np.round(m.mem_base_bytes + m.mem_per_inflight_bytes * min(c, 10) * rng.uniform(0.6, 1.0, n_samples))
+    limit = float(2 * 1024 * MIB)
+    resources = pd.DataFrame({"run_key": key, "platform": p, "t_s": 0.5 * np.arange(1, n_samples + 1),
+                              "cpu_pct": np.round(cpu, 1), "mem_bytes": mem, "mem_limit_bytes": limit})
+    run = {
+        "run_key": key, "experiment": experiment, "platform": p, "concurrency": c, "repetition": rep,
+        "requests": n, "completed": n, "failed": fault.failed_length + fault.failed_receive, "failed_connect": 0,
+        "failed_receive": fault.failed_receive, "failed_length": fault.failed_length, "failed_exceptions": 0,
+        "non_2xx": fault.non_2xx, "time_taken_s": round(duration_s, 3),
+        "requests_per_s": round(n / duration_s, 2), "mean_ms": round(float(total.mean()), 3),
+        "min_ms": float(total.min()), "max_ms": float(total.max()),
+        **{f"p{q}_ms": v for q, v in pct.items()},
+        "server_mean_ms": round(float(t["server"][:ok].mean()), 3),
+        "prediction_mean_ms": round(float(t["prediction"][:ok].mean()), 3),
+        "cpu_mean_pct": round(float(cpu.mean()), 1), "cpu_max_pct": round(float(cpu.max()), 1),
+        "mem_max_bytes": float(mem.max()), "mem_limit_bytes": limit,
+        "started_utc": pd.Timestamp(clock_us, unit="us", tz="UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    }
+    return run, {"requests": requests, "predictions": predictions, "resources": resources}, duration_s
+
+
+def _probe_and_coldstart(rng: np.random.Generator, plan: Plan) -> tuple[pd.DataFrame, pd.DataFrame]:
+    probe, coldstart = [], []
+    for p, m in MODELS.items():
+        pred = m.prediction_ms * rng.lognormal(0, 0.08, plan.probe_requests)
+        resp = pred + m.runtime_ms * rng.lognormal(0, 0.12, plan.probe_requests) + m.network_ms + 1.0
+        probe.append(pd.DataFrame({"platform": p, "seq": np.arange(1, plan.probe_requests + 1), "status": 200,
+                                   "response_ms": np.round(resp, 3), "prediction_ms": np.round(pred, 3)}))
+        base = 3800.0 if p == "function" else 3100.0
+        ms = base * rng.lognormal(0, 0.06, plan.coldstart_repetitions)
+        coldstart.append(pd.DataFrame({"platform": p, "repetition": np.arange(1, plan.coldstart_repetitions + 1),
+                                       "kind": "container_restart", "start_to_first_200_ms": np.round(ms, 1),
+                                       "attempts": (ms // 250 + 1).astype(int)}))
+    return pd.concat(probe, ignore_index=True), pd.concat(coldstart, ignore_index=True)
+
+
+def _manifest(plan: Plan, run_id: str, planned: int, done: int, finished_us: int | None) -> dict:
+    stamp = "%Y-%m-%dT%H:%M:%SZ"
+    return {
+        "schema_version": 1, "run_id": run_id, "status": "complete" if finished_us else "incomplete",
+        "started_utc": pd.Timestamp(T0_US, unit="us", tz="UTC").strftime(stamp),
+        "finished_utc": pd.Timestamp(finished_us, unit="us", tz="UTC").strftime(stamp) if finished_us else None,
+        "profile": "synthetic",
+        "config": {"concurrency": plan.concurrency, "repetitions": plan.repetitions,
+                   "requests_per_run": plan.requests_per_run, "warmup_requests": plan.warmup_requests,
+                   "probe_requests": plan.probe_requests, "coldstart_repetitions": plan.coldstart_repetitions,
+                   "payload": "photo-500x375.jpg", "ab_timeout_s": 30, "keepalive": False,
+                   "resource_interval_s": 0.5},
+        "platforms": {
+            "function": {"url": "http://127.0.0.1:30080/", "kind": "kubeless-runtime", "container": "kde-function",
+                         "server_time_metric": "function_duration_seconds"},
+            "container": {"url": "http://127.0.0.1:30081/predict", "kind": "gunicorn", "container": "kde-app",
+                          "server_time_metric": "http_request_duration_seconds"},
+        },
+        "versions": {"ab": "2.3", "python": "3.11.7"},
+        "host": {"cpu_model": "synthetic", "cores": plan.cores, "memory_bytes": 25_000_000_000},
+        "git_commit": None,
+        "runs_planned": planned, "runs_done": done,
+    }

@@ -1,0 +1,230 @@
+"""The report's tables as tidy DataFrames (numbers only; report.py formats them). Each function documents the
+statistic it computes so a reader of the CSV knows what a column means without reading the code twice."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from analysis import paper
+from analysis.load import Results
+from analysis.stats import DEFAULT_LEVEL, Interval, Overhead, bootstrap_overhead, mean_ci, median_ci
+
+
+@dataclass(frozen=True)
+class Settings:
+    level: float = DEFAULT_LEVEL
+    resamples: int = 10_000
+    seed: int = 0
+
+
+def _put(row: dict, name: str, ci: Interval) -> None:
+    row[name] = ci.estimate
+    row[f"{name}_ci_low"] = ci.low
+    row[f"{name}_ci_high"] = ci.high
+
+
+def _put_overhead(row: dict, prefix: str, o: Overhead) -> None:
+    _put(row, f"{prefix}_ms", o.diff)
+    _put(row, f"{prefix}_pct", o.pct)
+    _put(row, f"{prefix}_pct_of_function", o.pct_of_function)
+
+
+def probe_ok(results: Results) -> pd.DataFrame:
+    return results.probe[results.probe["status"] == 200]
+
+
+def table1(results: Results, s: Settings) -> pd.DataFrame:
+    """Paper Table 1: mean prediction and response time over the sequential probe requests (HTTP 200 only),
+    with t-intervals over those requests, beside the paper's values."""
+    ok = probe_ok(results)
+    rows = []
+    for platform in results.platforms:
+        sel = ok[ok["platform"] == platform]
+        all_rows = results.probe[results.probe["platform"] == platform]
+        ref = paper.TABLE1_MS.get(platform, {})
+        row = {"platform": platform, "paper_name": ref.get("label", ""), "requests_ok": len(sel),
+               "requests_failed": len(all_rows) - len(sel)}
+        _put(row, "prediction_ms", mean_ci(sel["prediction_ms"], s.level))
+        _put(row, "response_ms", mean_ci(sel["response_ms"], s.level))
+        row["paper_prediction_ms"] = ref.get("prediction_ms", np.nan)
+        row["paper_response_ms"] = ref.get("response_ms", np.nan)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def table1_overhead(results: Results, s: Settings) -> pd.DataFrame:
+    """Function over container for Table 1's two metrics: bootstrap over the probe requests (each platform
+    resampled on its own), beside what the paper's Table 1 numbers give."""
+    ok = probe_ok(results)
+    f, c = ok[ok["platform"] == "function"], ok[ok["platform"] == "container"]
+    rows = []
+    for metric in ("prediction", "response"):
+        col = f"{metric}_ms"
+        o = bootstrap_overhead(f[col], c[col], paired=False, level=s.level, resamples=s.resamples, seed=s.seed)
+        pf, pc = paper.TABLE1_MS["function"][col], paper.TABLE1_MS["container"][col]
+        row = {"metric": metric, "n_function": int(f[col].notna().sum()), "n_container": int(c[col].notna().sum())}
+        _put_overhead(row, "overhead", o)
+        row["paper_overhead_ms"] = pf - pc
+        row["paper_overhead_pct"] = 100 * (pf / pc - 1)
+        row["paper_overhead_pct_of_function"] = 100 * (1 - pc / pf)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def concurrency_table(per_run: pd.DataFrame, results: Results, s: Settings) -> pd.DataFrame:
+    """Per platform x concurrency, over the repetitions (one value per ab run, warm-up excluded):
+
+    - mean, p95, p99, throughput: the mean of the runs' values with a Student-t interval across repetitions;
+    - median: the median of the runs' medians with the order-statistic interval across repetitions, whose
+      achieved coverage is ``median_ci_level`` (below 95 % when there are fewer than 6 repetitions);
+    - min, max: the extremes over every request of every repetition;
+    - errors: connect + receive + exceptions + non-2xx, summed; ab's length mismatches apart.
+    """
+    planned = int(results.config["repetitions"])
+    rows = []
+    for (platform, conc), g in per_run.groupby(["platform", "concurrency"], sort=False):
+        row = {"platform": platform, "concurrency": int(conc), "repetitions": len(g),
+               "repetitions_planned": planned, "complete": len(g) >= planned,
+               "requests": int(g["n_requests"].sum())}
+        _put(row, "mean_ms", mean_ci(g["mean_ms"], s.level))
+        med = median_ci(g["median_ms"], s.level)
+        _put(row, "median_ms", med)
+        row["median_ci_level"] = med.level
+        _put(row, "p95_ms", mean_ci(g["p95_ms"], s.level))
+        _put(row, "p99_ms", mean_ci(g["p99_ms"], s.level))
+        row["min_ms"] = float(g["min_ms"].min())
+        row["max_ms"] = float(g["max_ms"].max())
+        _put(row, "throughput_rps", mean_ci(g["throughput_rps"], s.level))
+        row["errors"] = int(g["errors"].sum())
+        for col in ("failed_connect", "failed_receive", "failed_exceptions", "non_2xx", "length_mismatches"):
+            row[col] = int(g[col].sum())
+        rows.append(row)
+    return _order(pd.DataFrame(rows), results)
+
+
+def _order(df: pd.DataFrame, results: Results) -> pd.DataFrame:
+    if not len(df):
+        return df
+    rank = {p: i for i, p in enumerate(results.platforms)}
+    key = df["platform"].map(rank).fillna(len(rank))
+    return df.assign(_k=key).sort_values(["_k", "concurrency"]).drop(columns="_k").reset_index(drop=True)
+
+
+def overhead_table(per_run: pd.DataFrame, results: Results, s: Settings) -> pd.DataFrame:
+    """Response-time overhead of the function over the container.
+
+    - ``probe``: the sequential Table 1 requests, bootstrap over requests (platforms resampled independently);
+    - ``concurrency``: per concurrency level, the repetitions' mean response times, bootstrap resampling
+      repetitions *paired* by repetition number (platforms ran interleaved, so repetition r shares its drift).
+      With 5 repetitions a percentile bootstrap is optimistic (there are only 126 distinct resamples).
+    - ``paper``: what the paper's Table 1 gives (no interval: the paper reports none).
+    """
+    rows = []
+    ok = probe_ok(results)
+    f, c = ok[ok["platform"] == "function"], ok[ok["platform"] == "container"]
+    if len(f) and len(c):
+        o = bootstrap_overhead(f["response_ms"], c["response_ms"], paired=False, level=s.level,
+                               resamples=s.resamples, seed=s.seed)
+        row = {"setting": "probe", "concurrency": 1, "n": min(len(f), len(c)), "unit": "requests",
+               "function_ms": float(f["response_ms"].mean()), "container_ms": float(c["response_ms"].mean())}
+        _put_overhead(row, "overhead", o)
+        rows.append(row)
+    fr = per_run[per_run["platform"] == "function"]
+    cr = per_run[per_run["platform"] == "container"]
+    for conc in sorted(set(fr["concurrency"]) & set(cr["concurrency"])):
+        a = fr[fr["concurrency"] == conc].set_index("repetition")["mean_ms"]
+        b = cr[cr["concurrency"] == conc].set_index("repetition")["mean_ms"]
+        common = a.index.intersection(b.index).sort_values()
+        if not len(common):
+            continue
+        a, b = a[common], b[common]
+        o = bootstrap_overhead(a, b, paired=True, level=s.level, resamples=s.resamples, seed=s.seed)
+        row = {"setting": "concurrency", "concurrency": int(conc), "n": len(common), "unit": "repetitions",
+               "function_ms": float(a.mean()), "container_ms": float(b.mean())}
+        _put_overhead(row, "overhead", o)
+        rows.append(row)
+    pf, pc = paper.TABLE1_MS["function"]["response_ms"], paper.TABLE1_MS["container"]["response_ms"]
+    rows.append({"setting": "paper", "concurrency": 1, "n": 10, "unit": "requests", "function_ms": pf,
+                 "container_ms": pc, "overhead_ms": pf - pc, "overhead_pct": 100 * (pf / pc - 1),
+                 "overhead_pct_of_function": 100 * (1 - pc / pf)})
+    return pd.DataFrame(rows)
+
+
+BREAKDOWN_PARTS = ("network_http_ms", "runtime_ms", "model_ms")
+
+
+def breakdown_table(per_run: pd.DataFrame, results: Results) -> pd.DataFrame:
+    """Where the response time goes, per platform x concurrency, from the means over repetitions of:
+    client time (ab ttime), server time (the platform's /metrics histogram: sum/count over the run) and
+    prediction time (the services' own log lines: decode + preprocess + model).
+
+    network/HTTP = client - server (connect, accept backlog, transfer, anything before the server's timer);
+    runtime = server - prediction (the Kubeless runtime's fork and queue, request parsing, JSON);
+    model = prediction. Rows ``function - container`` split the overhead the same way.
+    """
+    rows = []
+    for (platform, conc), g in per_run.groupby(["platform", "concurrency"], sort=False):
+        client = float(g["mean_ms"].mean())
+        server = float(g["server_mean_ms"].mean()) if g["server_mean_ms"].notna().any() else np.nan
+        pred = float(g["prediction_mean_ms"].mean()) if g["prediction_mean_ms"].notna().any() else np.nan
+        rows.append({"platform": platform, "concurrency": int(conc), "repetitions": len(g),
+                     "client_ms": client, "server_ms": server, "prediction_ms": pred,
+                     "network_http_ms": client - server, "runtime_ms": server - pred, "model_ms": pred})
+    df = _order(pd.DataFrame(rows), results)
+    if not len(df):
+        return df
+    diffs = []
+    f = df[df["platform"] == "function"].set_index("concurrency")
+    c = df[df["platform"] == "container"].set_index("concurrency")
+    cols = ["client_ms", "server_ms", "prediction_ms", *BREAKDOWN_PARTS]
+    for conc in f.index.intersection(c.index):
+        d = {"platform": "function - container", "concurrency": int(conc),
+             "repetitions": int(min(f.loc[conc, "repetitions"], c.loc[conc, "repetitions"]))}
+        d.update({col: f.loc[conc, col] - c.loc[conc, col] for col in cols})
+        diffs.append(d)
+    return pd.concat([df, pd.DataFrame(diffs)], ignore_index=True) if diffs else df
+
+
+def coldstart_table(results: Results, s: Settings) -> pd.DataFrame:
+    """Start (container start, replicas 0->1 or deploy) to the first HTTP 200, per platform and kind: mean with a
+    t-interval over repetitions, median, min, max; repetitions that never answered 200 are counted apart."""
+    cs = results.coldstart
+    rows = []
+    for (platform, kind), g in cs.groupby(["platform", "kind"], sort=False):
+        ok = g["start_to_first_200_ms"].dropna()
+        row = {"platform": platform, "kind": kind, "repetitions": len(g), "never_ready": len(g) - len(ok)}
+        _put(row, "start_to_first_200_ms", mean_ci(ok, s.level))
+        row["median_ms"] = float(ok.median()) if len(ok) else np.nan
+        row["min_ms"] = float(ok.min()) if len(ok) else np.nan
+        row["max_ms"] = float(ok.max()) if len(ok) else np.nan
+        row["attempts_mean"] = float(g["attempts"].mean())
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if not len(df):
+        return df
+    rank = {p: i for i, p in enumerate(results.platforms)}
+    return df.assign(_k=df["platform"].map(rank)).sort_values(["_k", "kind"]).drop(columns="_k").reset_index(
+        drop=True)
+
+
+MIB = 1024**2
+
+
+def resources_table(per_run: pd.DataFrame, results: Results) -> pd.DataFrame:
+    """Per platform x concurrency over the repetitions: mean of the runs' mean CPU, highest CPU sample, and the
+    peak memory of any run against the container's limit and the paper's 2 GB VMs (CPU in % of one core)."""
+    rows = []
+    for (platform, conc), g in per_run.groupby(["platform", "concurrency"], sort=False):
+        peak = g["mem_max_bytes"].max()
+        limit = g["mem_limit_bytes"].max()
+        rows.append({
+            "platform": platform, "concurrency": int(conc), "repetitions": len(g),
+            "cpu_mean_pct": float(g["cpu_mean_pct"].mean()), "cpu_max_pct": float(g["cpu_max_pct"].max()),
+            "mem_peak_mib": float(peak) / MIB, "mem_limit_mib": float(limit) / MIB,
+            "mem_peak_pct_of_limit": 100 * float(peak) / float(limit) if limit and limit > 0 else np.nan,
+            "mem_peak_pct_of_paper_2gb": 100 * float(peak) / paper.MEMORY_CAP_BYTES,
+        })
+    return _order(pd.DataFrame(rows), results)
