@@ -1,0 +1,7 @@
+"""Entry point of `python -m analysis.bench`."""
+
+import sys
+
+from analysis.bench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,254 @@
+"""`python -m analysis.bench`: the benchmark, one step per command, resumable.
+
+Typical sequence (what bench.yml does):
+
+    python -m analysis.bench init --config bench.json   # prints {"run_dir": ..., ...}; RUN=that run_dir
+    python -m analysis.bench plan "$RUN" --pending     # JSON list; each item's argv is one step
+    python -m analysis.bench run-one "$RUN" --experiment concurrency --platform function --concurrency 10 --repetition 3
+    python -m analysis.bench probe "$RUN" --platform container --requests 10
+    python -m analysis.bench coldstart "$RUN" --platform function --repetition 1
+    python -m analysis.bench finalize "$RUN"
+
+or all steps in order with `run-all`. Exit status: 0 when the step ran or was already done (a step that
+*measured* failures still succeeded at measuring them), 1 on a harness or configuration error, 2 on bad
+arguments, 130 when interrupted (SIGINT/SIGTERM: the unfinished step leaves no done.json and the manifest
+says "incomplete"; run the same command again, or `init --run-id ID`, to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from analysis import ab
+from analysis.bench.config import ConfigError, example_config, load_config
+from analysis.bench.manifest import RunFolder, RunFolderError, create, new_run_id, same_config, utc_now
+from analysis.bench.runner import Interrupted, StepError, coldstart, interruptible, probe, run_item, run_one
+
+EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    results_dir: Path = args.results_dir
+    run_id = new_run_id() if args.run_id == "new" else args.run_id
+    path = results_dir / run_id
+    if args.run_id == "new":
+        suffix = 1
+        while path.exists():  # two inits in the same second
+            suffix += 1
+            path = results_dir / f"{run_id}-{suffix}"
+        run_id = path.name
+    config = load_config(args.config) if args.config else None
+    if path.exists():
+        folder = RunFolder(path)
+        if config is not None:
+            diffs = same_config(folder.config, config)
+            if diffs:
+                raise RunFolderError(
+                    f"{path} was started with a different configuration, so resuming it would mix two "
+                    f"experiments: {'; '.join(diffs)}. Resume with the same configuration, or start a new run."
+                )
+        done = [item.run_key for item in folder.plan() if folder.is_done(item.run_key)]
+        resumed = [*folder.manifest.get("resumed_utc", []), utc_now()]
+        folder.update(status="running", finished_utc=None, resumed_utc=resumed)
+        _say(f"resuming {path}: {len(done)} of {len(folder.plan())} steps already done")
+        for key in done:
+            _say(f"  done: {key}")
+        resumed_flag = True
+    else:
+        if config is None:
+            raise ConfigError(f"{path} does not exist yet; creating it needs --config FILE")
+        folder = create(results_dir, run_id, config)
+        _say(f"created {path}: {len(folder.plan())} steps planned, payload {folder.manifest['payload']['name']} "
+             f"({folder.manifest['payload']['bytes']} bytes)")
+        done, resumed_flag = [], False
+    print(json.dumps({"run_id": folder.run_id, "run_dir": str(folder.path), "resumed": resumed_flag,
+                      "done": len(done), "planned": len(folder.plan())}))
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    folder = RunFolder(args.run_dir)
+    items = []
+    for item in folder.plan():
+        done = folder.is_done(item.run_key)
+        if args.pending and done:
+            continue
+        items.append({**item.to_dict(), "done": done})
+    print(json.dumps(items, indent=None if args.compact else 1))
+    return 0
+
+
+def _mark_interrupted(run_dir: Path, what: str) -> int:
+    try:
+        folder = RunFolder(run_dir)
+        folder.update(status="incomplete", finished_utc=None)
+    except RunFolderError:
+        pass
+    _say(f"interrupted during {what}: its unfinished output will be discarded on resume; the manifest says "
+         "'incomplete'. Run the same command again (or bench.yml -e run_id=...) to resume.")
+    return EXIT_INTERRUPTED
+
+
+def cmd_run_one(args: argparse.Namespace) -> int:
+    folder = RunFolder(args.run_dir)
+    print(run_one(folder, args.experiment, args.platform, args.concurrency, args.repetition, args.requests).line,
+          flush=True)
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    folder = RunFolder(args.run_dir)
+    print(probe(folder, args.platform, args.requests).line, flush=True)
+    return 0
+
+
+def cmd_coldstart(args: argparse.Namespace) -> int:
+    folder = RunFolder(args.run_dir)
+    if args.repetition is not None:
+        reps = [args.repetition]
+    else:
+        reps = list(range(1, (args.repetitions or folder.config.knobs["coldstart_repetitions"]) + 1))
+    for rep in reps:
+        print(coldstart(folder, args.platform, rep).line, flush=True)
+    return 0
+
+
+def cmd_run_all(args: argparse.Namespace) -> int:
+    folder = RunFolder(args.run_dir)
+    plan = folder.plan()
+    for item in plan:
+        if args.limit is not None and sum(1 for i in plan if folder.is_done(i.run_key)) >= args.limit:
+            break
+        print(run_item(folder, item).line, flush=True)
+    return cmd_finalize(args) if not args.no_finalize else 0
+
+
+def cmd_finalize(args: argparse.Namespace) -> int:
+    from analysis.bench.tidy import finalize  # pandas: only finalize needs it, keep the other steps quick
+
+    folder = RunFolder(args.run_dir)
+    lines, problems = finalize(folder)
+    for line in lines:
+        print(line, flush=True)
+    for problem in problems:
+        _say(f"problem: {problem}")
+    return EXIT_ERROR if problems else 0
+
+
+def cmd_example_config(args: argparse.Namespace) -> int:
+    print(json.dumps(example_config(), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis.bench", description=__doc__.split("\n\n")[0],
+        epilog="Each subcommand has --help. The results folder is described in analysis/RESULTS.md.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("init", help="create a run folder, or reopen one to resume it",
+                       description="Create RESULTS_DIR/RUN_ID with manifest.json (status 'running'; versions, host "
+                                   "facts, git commit) and the payload JPEG; or, when RUN_ID exists, reopen it for "
+                                   "resuming and list the steps already done. Prints one JSON line: run_id, "
+                                   "run_dir, resumed, done, planned.")
+    p.add_argument("--results-dir", type=Path, default=Path("results"),
+                   help="folder that holds the run folders (default: results)")
+    p.add_argument("--run-id", default="new",
+                   help="'new' (default) for a fresh UTC-timestamp id, or the id of a run to create or resume")
+    p.add_argument("--config", type=Path,
+                   help="JSON configuration (see `example-config`); required for a new run; on resume it must "
+                        "match the run's own configuration")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("plan", help="print the planned steps as JSON",
+                       description="Print the plan as a JSON list, in run order: warm-up per platform, then for "
+                                   "each repetition and concurrency both platforms (their order alternating), then "
+                                   "the probe, then cold starts. Each item: index, run_key, step, platform, "
+                                   "concurrency, repetition, requests, argv (the arguments after "
+                                   "`python -m analysis.bench`), done.")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder made by init")
+    p.add_argument("--pending", action="store_true", help="list only steps without done.json")
+    p.add_argument("--compact", action="store_true", help="one line of JSON instead of indented")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("run-one", help="one ab run (skipped if already done)",
+                       description="One ApacheBench run POSTing the payload (image/jpeg) to the platform's URL, "
+                                   "with /metrics scraped before and after, CPU/memory sampled during it, and the "
+                                   "serving container's log lines of the run collected; writes "
+                                   "raw/<experiment>-<platform>-c<C>-r<R>/ and done.json last, and prints one "
+                                   "progress line. Prints 'already done' when done.json exists.")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder made by init")
+    p.add_argument("--experiment", choices=("warmup", "concurrency"), required=True,
+                   help="warmup (discarded by the analysis; repetition 0) or concurrency")
+    p.add_argument("--platform", choices=("function", "container"), required=True, help="which service")
+    p.add_argument("--concurrency", type=int, required=True, help="ab -c")
+    p.add_argument("--repetition", type=int, required=True, help="1..repetitions; 0 for the warm-up")
+    p.add_argument("--requests", type=int, default=None,
+                   help="ab -n (default: the run's warmup_requests or requests_per_run)")
+    p.set_defaults(func=cmd_run_one)
+
+    p = sub.add_parser("probe", help="N sequential requests timed by the client (paper Table 1)",
+                       description="N sequential POSTs, each on a fresh connection, with Python's http.client: the "
+                                   "client's response time and the prediction_ms the service reports. Writes "
+                                   "raw/probe-<platform>/probe.jsonl.")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder made by init")
+    p.add_argument("--platform", choices=("function", "container"), required=True, help="which service")
+    p.add_argument("--requests", type=int, default=None, help="how many (default: the run's probe_requests)")
+    p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("coldstart", help="restart a platform's container and time start -> first HTTP 200",
+                       description="docker stop + docker start of the platform's container, then POST the payload "
+                                   "until the first HTTP 200 (bounded by coldstart_timeout_s). The time runs from "
+                                   "just before `docker start`. Writes raw/coldstart-<platform>-r<R>/. Local "
+                                   "profile only (restart 'docker').")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder made by init")
+    p.add_argument("--platform", choices=("function", "container"), required=True, help="which service")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--repetition", type=int, help="run this one repetition (what the plan does)")
+    group.add_argument("--repetitions", type=int,
+                       help="run repetitions 1..K, skipping done ones (default: the run's coldstart_repetitions)")
+    p.set_defaults(func=cmd_coldstart)
+
+    p = sub.add_parser("run-all", help="every pending step of the plan in order, then finalize",
+                       description="Run every step of the plan that has no done.json, in plan order, then finalize. "
+                                   "For running by hand; bench.yml loops over `plan` instead.")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder made by init")
+    p.add_argument("--limit", type=int, default=None, help="stop once this many steps are done (for testing)")
+    p.add_argument("--no-finalize", action="store_true", help="do not finalize at the end")
+    p.set_defaults(func=cmd_run_all)
+
+    p = sub.add_parser("finalize", help="rebuild the CSVs from raw/ and set complete/incomplete",
+                       description="Re-parse every finished step under raw/ (ab output with analysis.ab), write "
+                                   "runs.csv, requests.csv, probe.csv, predictions.csv, coldstart.csv and "
+                                   "resources.csv, set the manifest's status to complete (every planned step has "
+                                   "done.json) or incomplete, and print a summary. Exit 1 if a raw file could not "
+                                   "be parsed (named on stderr).")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder made by init")
+    p.set_defaults(func=cmd_finalize)
+
+    p = sub.add_parser("example-config", help="print a configuration for the local profile",
+                       description="Print a complete configuration JSON for the local profile with the default "
+                                   "knobs (the paper's values): edit it and pass it to init --config.")
+    p.set_defaults(func=cmd_example_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with interruptible():
+            return args.func(args)
+    except Interrupted as exc:
+        run_dir = getattr(args, "run_dir", None)
+        return _mark_interrupted(run_dir, f"{args.command} ({exc})") if run_dir else EXIT_INTERRUPTED
+    except (ConfigError, RunFolderError, StepError, ab.AbError) as exc:
+        _say(f"error: {exc}")
+        return EXIT_ERROR

@@ -1,0 +1,408 @@
+"""The benchmark's steps: one ab run, the latency probe, one cold start. Each writes raw/<run_key>/ and
+done.json last; a step whose done.json exists is skipped, a folder without one is a leftover of an
+interrupted step and is discarded before the step runs again.
+
+A step that measured a failure (ab aborted, a request refused, a cold start that never answered) has
+still done its job: it records the failure and returns normally. Only problems of the harness itself
+(ab missing, the run folder broken) raise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from analysis import ab
+from analysis.bench import SCHEMA_VERSION
+from analysis.bench.client import DockerError, docker_inspect, request
+from analysis.bench.config import (
+    PlanItem,
+    PlatformConfig,
+    ab_run_key,
+    coldstart_run_key,
+    probe_run_key,
+)
+from analysis.bench.logs import log_source, prediction_records
+from analysis.bench.manifest import DONE, RunFolder, utc_now, write_json
+from analysis.bench.metrics import scrape, server_mean_ms
+from analysis.bench.resources import RESOURCES_FILE, ResourceError, ResourceSampler, resource_source
+
+PROBE_FILE = "probe.jsonl"
+COLDSTART_FILE = "coldstart.json"
+METRICS_BEFORE = "metrics.before.txt"
+METRICS_AFTER = "metrics.after.txt"
+DOCKER_TIMEOUT_S = 120
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGINT arrived; the step in progress is abandoned without a done.json."""
+
+
+class StepError(RuntimeError):
+    """The harness cannot run a step (bad arguments, a platform missing from the configuration)."""
+
+
+@contextmanager
+def interruptible():
+    """Turn SIGTERM (what Ansible and timeouts send) into Interrupted, as SIGINT already is."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@dataclass
+class StepResult:
+    run_key: str
+    skipped: bool
+    line: str
+
+
+def _epoch_utc(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _position(folder: RunFolder, run_key: str) -> str:
+    plan = folder.plan()
+    for item in plan:
+        if item.run_key == run_key:
+            return f"[{item.index}/{len(plan)}]"
+    return "[not in plan]"
+
+
+def _platform(folder: RunFolder, name: str) -> PlatformConfig:
+    try:
+        return folder.config.platforms[name]
+    except KeyError:
+        raise StepError(f"platform {name!r} is not in this run's configuration "
+                        f"(it has {', '.join(folder.config.platforms)})") from None
+
+
+def _prepare(folder: RunFolder, run_key: str) -> Path | None:
+    """The empty folder for a step, or None when the step is already done."""
+    out = folder.run_dir(run_key)
+    if (out / DONE).exists():
+        return None
+    if out.exists():
+        print(f"{run_key}: discarding the unfinished attempt left by an interrupted run", flush=True)
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    return out
+
+
+def _finish(folder: RunFolder, out: Path, record: dict[str, Any]) -> None:
+    write_json(out / DONE, {"schema_version": SCHEMA_VERSION, **record})
+    folder.update(runs_done=folder.count_done())
+
+
+def _scrape(platform: PlatformConfig, out: Path, name: str, timeout: float) -> str | None:
+    """Write /metrics to `name`; return the error, if any, for done.json."""
+    if not platform.metrics_url:
+        return "no metrics_url configured"
+    text, error = scrape(platform.metrics_url, timeout)
+    if text is not None:
+        (out / name).write_text(text, encoding="utf-8")
+    return error
+
+
+# ------------------------------------------------------------------------------------------- ab runs
+def run_one(folder: RunFolder, experiment: str, platform_name: str, concurrency: int, repetition: int,
+            requests: int | None = None) -> StepResult:
+    """One ab run with /metrics before and after, resource sampling during, and the server's log lines."""
+    if experiment not in ("warmup", "concurrency"):
+        raise StepError(f"experiment must be warmup or concurrency, got {experiment!r}")
+    if (experiment == "warmup") != (repetition == 0):
+        raise StepError("a warm-up run has repetition 0 and only a warm-up run has")
+    platform = _platform(folder, platform_name)
+    knobs = folder.config.knobs
+    if requests is None:
+        requests = knobs["warmup_requests"] if experiment == "warmup" else knobs["requests_per_run"]
+    run_key = ab_run_key(experiment, platform_name, concurrency, repetition)
+    position = _position(folder, run_key)
+    out = _prepare(folder, run_key)
+    if out is None:
+        return StepResult(run_key, True, f"{position} {run_key}: already done")
+    command = ab.AbCommand(
+        url=platform.url, requests=requests, concurrency=concurrency, post_file=folder.payload_path,
+        content_type="image/jpeg", socket_timeout_s=knobs["ab_timeout_s"], keepalive=knobs["keepalive"],
+        accept_variable_length=knobs["accept_variable_length"],
+    )
+    ab.find_ab(command.ab)  # a missing ab is the harness's problem: fail before touching the service
+    logs = log_source(platform, folder.config.docker_host)
+    metrics_before_error = _scrape(platform, out, METRICS_BEFORE, knobs["request_timeout_s"])
+    sampler = None
+    resources_info: dict[str, Any] = {"source": platform.resource_source}
+    try:
+        source = resource_source(platform, folder.config.docker_host)
+        if source is not None:
+            sampler = ResourceSampler(source, knobs["resource_interval_s"], out / RESOURCES_FILE)
+    except ResourceError as exc:
+        resources_info["error"] = str(exc)
+    mark = logs.mark()
+    if sampler is not None:
+        sampler.start()  # its baseline sample is taken before the load starts
+    started = time.time()
+    try:
+        result = ab.run_ab(command, out, timeout_s=knobs["run_timeout_s"], check=False)
+    finally:
+        if sampler is not None:
+            resources_info = sampler.stop()
+    finished = time.time()
+    metrics_after_error = _scrape(platform, out, METRICS_AFTER, knobs["request_timeout_s"])
+    time.sleep(knobs["log_settle_s"])
+    logs_info = logs.collect(mark, out)
+
+    summary = _run_summary(result, out, platform)
+    _finish(folder, out, {
+        "run_key": run_key, "step": "ab", "experiment": experiment, "platform": platform_name,
+        "concurrency": concurrency, "repetition": repetition, "requests": requests,
+        "started_utc": _epoch_utc(started), "finished_utc": _epoch_utc(finished),
+        "started_epoch": started, "finished_epoch": finished,
+        "outcome": result.outcome, "error": result.error,
+        "ab": {"argv": result.argv, "returncode": result.returncode, "wall_s": result.wall_s,
+               "completed_before_abort": result.completed_before_abort},
+        "metrics": {"url": platform.metrics_url, "before_error": metrics_before_error,
+                    "after_error": metrics_after_error},
+        "logs": logs_info, "resources": resources_info, "summary": summary,
+    })
+    return StepResult(run_key, False, f"{position} {run_key}: {_progress(result, summary)}")
+
+
+def _run_summary(result: ab.AbResult, out: Path, platform: PlatformConfig) -> dict[str, Any]:
+    s = result.summary
+    predictions = [r.get("prediction_ms") for r in prediction_records(out)]
+    predictions = [p for p in predictions if isinstance(p, int | float)]
+    return {
+        "completed": s.completed if s else None,
+        "failed": s.failures.total if s else None,
+        "non_2xx": s.non_2xx if s else None,
+        "requests_per_s": s.requests_per_s if s else None,
+        "p50_ms": result.percentile(50),
+        "server_mean_ms": server_mean_ms(out / METRICS_BEFORE, out / METRICS_AFTER, platform.server_time_metric),
+        "predictions_logged": len(predictions),
+        "prediction_mean_ms": sum(predictions) / len(predictions) if predictions else None,
+    }
+
+
+def _progress(result: ab.AbResult, summary: dict[str, Any]) -> str:
+    s = result.summary
+    if s is None:
+        return f"ABORTED: {result.error}"
+    f = s.failures
+    text = (f"{s.requests_per_s or 0:.1f} req/s, p50 {_ms(result.percentile(50))}, "
+            f"failures {f.total} (connect {f.connect}, receive {f.receive}, length {f.length}, "
+            f"exceptions {f.exceptions}), non-2xx {s.non_2xx}")
+    if summary.get("server_mean_ms") is not None:
+        text += f", server mean {summary['server_mean_ms']:.1f} ms"
+    if summary.get("prediction_mean_ms") is not None:
+        text += f", prediction mean {summary['prediction_mean_ms']:.1f} ms"
+    if result.error:
+        text += f" — {result.outcome.upper()}: {result.error}"
+    return text
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} ms"
+
+
+# --------------------------------------------------------------------------------------------- probe
+def probe(folder: RunFolder, platform_name: str, requests: int | None = None) -> StepResult:
+    """N sequential requests, each on its own connection, timed by the client (paper Table 1)."""
+    platform = _platform(folder, platform_name)
+    knobs = folder.config.knobs
+    requests = knobs["probe_requests"] if requests is None else requests
+    if requests < 1:
+        raise StepError(f"--requests must be at least 1, got {requests}")
+    run_key = probe_run_key(platform_name)
+    position = _position(folder, run_key)
+    out = _prepare(folder, run_key)
+    if out is None:
+        return StepResult(run_key, True, f"{position} {run_key}: already done")
+    body = folder.payload_path.read_bytes()
+    logs = log_source(platform, folder.config.docker_host)
+    metrics_before_error = _scrape(platform, out, METRICS_BEFORE, knobs["request_timeout_s"])
+    mark = logs.mark()
+    started = time.time()
+    rows = []
+    with open(out / PROBE_FILE, "w", encoding="utf-8") as f:
+        for seq in range(1, requests + 1):
+            sent = time.time()
+            resp = request("POST", platform.url, body, "image/jpeg", timeout=knobs["request_timeout_s"])
+            prediction_ms, error = None, resp.error
+            if resp.status == 200:
+                try:
+                    prediction_ms = float(resp.json()["prediction_ms"])
+                except (ValueError, KeyError, TypeError) as exc:
+                    error = f"no prediction_ms in the 200 response: {exc}"
+            elif resp.status is not None:
+                error = f"HTTP {resp.status}: {resp.body[:200].decode('utf-8', 'replace')}"
+            row = {"seq": seq, "sent_utc": _epoch_utc(sent), "status": resp.status,
+                   "response_ms": round(resp.elapsed_ms, 3), "prediction_ms": prediction_ms,
+                   "response_bytes": len(resp.body), "error": error}
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            rows.append(row)
+    finished = time.time()
+    metrics_after_error = _scrape(platform, out, METRICS_AFTER, knobs["request_timeout_s"])
+    time.sleep(knobs["log_settle_s"])
+    logs_info = logs.collect(mark, out)
+    ok = [r for r in rows if r["status"] == 200 and r["error"] is None]
+    server = server_mean_ms(out / METRICS_BEFORE, out / METRICS_AFTER, platform.server_time_metric)
+    summary = {
+        "requests": requests, "ok": len(ok),
+        "response_mean_ms": sum(r["response_ms"] for r in ok) / len(ok) if ok else None,
+        "prediction_mean_ms": sum(r["prediction_ms"] for r in ok) / len(ok) if ok else None,
+        "server_mean_ms": server,
+    }
+    _finish(folder, out, {
+        "run_key": run_key, "step": "probe", "platform": platform_name, "requests": requests,
+        "started_utc": _epoch_utc(started), "finished_utc": _epoch_utc(finished),
+        "started_epoch": started, "finished_epoch": finished,
+        "outcome": "ok" if len(ok) == requests else "errors", "error": None if ok else "no request succeeded",
+        "metrics": {"url": platform.metrics_url, "before_error": metrics_before_error,
+                    "after_error": metrics_after_error},
+        "logs": logs_info, "summary": summary,
+    })
+    if ok:
+        line = (f"{len(ok)}/{requests} ok, response mean {summary['response_mean_ms']:.1f} ms "
+                f"(min {min(r['response_ms'] for r in ok):.1f}, max {max(r['response_ms'] for r in ok):.1f}), "
+                f"prediction mean {summary['prediction_mean_ms']:.1f} ms")
+    else:
+        line = f"0/{requests} ok — first error: {rows[0]['error']}"
+    return StepResult(run_key, False, f"{position} {run_key}: {line}")
+
+
+# ---------------------------------------------------------------------------------------- cold start
+def _docker(argv: list[str], docker_host: str) -> tuple[float, str | None]:
+    """Run a docker CLI command; (milliseconds it took, error or None)."""
+    started = time.perf_counter()
+    try:
+        proc = subprocess.run(["docker", *argv], capture_output=True, text=True, timeout=DOCKER_TIMEOUT_S,
+                              env={**os.environ, "DOCKER_HOST": docker_host}, check=False)
+    except FileNotFoundError:
+        return 0.0, "the docker command is not on PATH"
+    except subprocess.TimeoutExpired:
+        return DOCKER_TIMEOUT_S * 1000.0, f"docker {' '.join(argv)} took over {DOCKER_TIMEOUT_S} s"
+    elapsed = (time.perf_counter() - started) * 1000.0
+    if proc.returncode != 0:
+        return elapsed, f"docker {' '.join(argv)}: {proc.stderr.strip()[-300:]}"
+    return elapsed, None
+
+
+def _poll_first_200(platform: PlatformConfig, body: bytes, t0: float, knobs: dict[str, Any]
+                    ) -> tuple[int, Counter[str], dict[str, Any] | None]:
+    """POST until an HTTP 200 or the deadline; (attempts, what each failed attempt got, the 200's timings)."""
+    attempts = 0
+    outcomes: Counter[str] = Counter()
+    deadline = t0 + knobs["coldstart_timeout_s"]
+    max_attempts = int(knobs["coldstart_timeout_s"] / max(knobs["coldstart_poll_interval_s"], 0.01)) + 100
+    while time.perf_counter() < deadline and attempts < max_attempts:
+        attempts += 1
+        remaining = max(0.5, deadline - time.perf_counter())
+        resp = request("POST", platform.url, body, "image/jpeg", timeout=min(knobs["request_timeout_s"], remaining))
+        if resp.status == 200:
+            elapsed = (time.perf_counter() - t0) * 1000.0
+            try:
+                prediction_ms = float(resp.json()["prediction_ms"])
+            except (ValueError, KeyError, TypeError):
+                prediction_ms = None
+            outcomes["200"] += 1
+            return attempts, outcomes, {"start_to_first_200_ms": round(elapsed, 3), "epoch": time.time(),
+                                        "response_ms": round(resp.elapsed_ms, 3), "prediction_ms": prediction_ms}
+        outcomes[str(resp.status) if resp.status is not None else (resp.error or "error").split(":")[0]] += 1
+        time.sleep(knobs["coldstart_poll_interval_s"])
+    return attempts, outcomes, None
+
+
+def coldstart(folder: RunFolder, platform_name: str, repetition: int) -> StepResult:
+    """Stop the platform's container, start it, and time `docker start` -> first HTTP 200 prediction.
+
+    The clock starts just before `docker start`, so it covers container start, the server's start-up and
+    model load, and the first inference — what a user waits for after a restart. docker's own StartedAt is
+    recorded too, to split process start from the rest. Polls are bounded by coldstart_timeout_s.
+    """
+    platform = _platform(folder, platform_name)
+    if platform.restart != "docker" or not platform.container:
+        raise StepError(f"platform {platform_name!r} has restart {platform.restart!r}: cold starts need "
+                        "restart 'docker' and a container name (clusters: not implemented yet)")
+    if repetition < 1:
+        raise StepError(f"--repetition must be at least 1, got {repetition}")
+    knobs = folder.config.knobs
+    run_key = coldstart_run_key(platform_name, repetition)
+    position = _position(folder, run_key)
+    out = _prepare(folder, run_key)
+    if out is None:
+        return StepResult(run_key, True, f"{position} {run_key}: already done")
+    docker_host = folder.config.docker_host
+    body = folder.payload_path.read_bytes()
+    logs = log_source(platform, docker_host)
+
+    try:
+        stop_ms, stop_error = _docker(["stop", platform.container], docker_host)
+        mark = logs.mark()
+        t0 = time.perf_counter()
+        start_epoch = time.time()
+        start_ms, start_error = _docker(["start", platform.container], docker_host)
+    except BaseException:  # interrupted around stop/start: never leave the service stopped
+        _docker(["start", platform.container], docker_host)
+        raise
+    attempts, outcomes, first_200 = (0, Counter(), None) if start_error else _poll_first_200(
+        platform, body, t0, knobs)
+    started_at = None
+    try:
+        started_at = docker_inspect(docker_host, platform.container, timeout=5)["State"]["StartedAt"]
+    except (DockerError, KeyError) as exc:
+        outcomes[f"inspect: {exc}"] += 1
+    time.sleep(knobs["log_settle_s"])
+    logs_info = logs.collect(mark, out)
+
+    error = stop_error or start_error
+    if error is None and first_200 is None:
+        error = f"no HTTP 200 within {knobs['coldstart_timeout_s']} s ({attempts} attempts)"
+    record = {
+        "platform": platform_name, "repetition": repetition, "kind": "container_restart",
+        "container": platform.container, "stop_ms": round(stop_ms, 3), "start_command_ms": round(start_ms, 3),
+        "start_epoch": start_epoch, "docker_started_at": started_at, "attempts": attempts,
+        "attempt_outcomes": dict(outcomes), "first_200": first_200,
+    }
+    write_json(out / COLDSTART_FILE, record)
+    _finish(folder, out, {
+        "run_key": run_key, "step": "coldstart", "platform": platform_name, "repetition": repetition,
+        "started_utc": _epoch_utc(start_epoch), "finished_utc": utc_now(),
+        "outcome": "ok" if first_200 else "failed", "error": error, "logs": logs_info,
+    })
+    if first_200:
+        line = (f"first 200 after {first_200['start_to_first_200_ms'] / 1000:.2f} s "
+                f"({attempts} attempts; docker stop {stop_ms / 1000:.1f} s, docker start {start_ms / 1000:.2f} s)")
+    else:
+        line = f"FAILED: {error}"
+    return StepResult(run_key, False, f"{position} {run_key}: {line}")
+
+
+# ------------------------------------------------------------------------------------------- the plan
+def run_item(folder: RunFolder, item: PlanItem) -> StepResult:
+    if item.step in ("warmup", "concurrency"):
+        assert item.concurrency is not None and item.repetition is not None
+        return run_one(folder, item.step, item.platform, item.concurrency, item.repetition, item.requests)
+    if item.step == "probe":
+        return probe(folder, item.platform, item.requests)
+    if item.step == "coldstart":
+        assert item.repetition is not None
+        return coldstart(folder, item.platform, item.repetition)
+    raise StepError(f"unknown step {item.step!r}")

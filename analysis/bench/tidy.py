@@ -1,0 +1,253 @@
+"""`finalize`: rebuild every tidy CSV from raw/ and set the run's status.
+
+Only raw/<run_key>/ folders with a done.json are read; ab's files are re-parsed with analysis.ab, so a
+parser fix reaches old runs by running finalize again. Column order and meaning: analysis/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis import ab
+from analysis.bench.logs import prediction_records
+from analysis.bench.manifest import DONE, RunFolder, read_json, utc_now
+from analysis.bench.metrics import server_mean_ms
+from analysis.bench.resources import RESOURCES_FILE
+from analysis.bench.runner import COLDSTART_FILE, METRICS_AFTER, METRICS_BEFORE, PROBE_FILE
+
+RUNS_COLUMNS = [
+    "run_key", "experiment", "platform", "concurrency", "repetition", "requests", "completed", "failed",
+    "failed_connect", "failed_receive", "failed_length", "failed_exceptions", "non_2xx", "time_taken_s",
+    "requests_per_s", "mean_ms", "min_ms", "max_ms", "p50_ms", "p66_ms", "p75_ms", "p80_ms", "p90_ms", "p95_ms",
+    "p98_ms", "p99_ms", "p100_ms", "server_mean_ms", "prediction_mean_ms", "cpu_mean_pct", "cpu_max_pct",
+    "mem_max_bytes", "mem_limit_bytes", "started_utc", "outcome", "error",
+]
+REQUESTS_COLUMNS = ["run_key", "experiment", "platform", "concurrency", "repetition", "start_s", "connect_ms",
+                    "processing_ms", "total_ms", "wait_ms"]
+PROBE_COLUMNS = ["platform", "seq", "status", "response_ms", "prediction_ms", "error"]
+PREDICTIONS_COLUMNS = ["run_key", "platform", "ts", "prediction_ms", "backend"]
+COLDSTART_COLUMNS = ["platform", "repetition", "kind", "start_to_first_200_ms", "attempts", "outcome", "stop_ms",
+                     "start_command_ms", "first_200_prediction_ms", "error"]
+RESOURCES_COLUMNS = ["run_key", "platform", "t_s", "cpu_pct", "mem_bytes", "mem_limit_bytes"]
+
+
+def _resource_rows(path: Path, started_epoch: float | None = None) -> list[dict[str, Any]]:
+    """Samples with CPU % of one core over the interval since the previous sample (none for the first).
+
+    t_s is counted from the start of ab (negative for the baseline taken just before it) when the run
+    recorded that start; else from the sampler's start.
+    """
+    if not path.exists():
+        return []
+    rows, previous = [], None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            s = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short when the sampler was killed
+        cpu_pct = None
+        if previous is not None and s.get("cpu_usage_ns") is not None and previous.get("cpu_usage_ns") is not None:
+            dt = s["t_s"] - previous["t_s"]
+            d_cpu = s["cpu_usage_ns"] - previous["cpu_usage_ns"]
+            if dt > 0 and d_cpu >= 0:
+                cpu_pct = round(d_cpu / (dt * 1e9) * 100.0, 2)
+        t_s = s["t_s"] if started_epoch is None or "epoch" not in s else round(s["epoch"] - started_epoch, 4)
+        rows.append({"t_s": t_s, "cpu_pct": cpu_pct, "mem_bytes": s.get("mem_bytes"),
+                     "mem_limit_bytes": s.get("mem_limit_bytes"), "cpu_usage_ns": s.get("cpu_usage_ns")})
+        previous = s
+    return rows
+
+
+def _cpu_mean(rows: list[dict[str, Any]]) -> float | None:
+    """Time-weighted: CPU time used between the first and last sample over the time between them."""
+    usable = [r for r in rows if r["cpu_usage_ns"] is not None]
+    if len(usable) < 2 or usable[-1]["t_s"] <= usable[0]["t_s"]:
+        return None
+    cpu_ns = usable[-1]["cpu_usage_ns"] - usable[0]["cpu_usage_ns"]
+    return cpu_ns / ((usable[-1]["t_s"] - usable[0]["t_s"]) * 1e9) * 100
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _max(values: list[Any]) -> float | None:
+    values = [v for v in values if v is not None]
+    return max(values) if values else None
+
+
+def finalize(folder: RunFolder) -> tuple[list[str], list[str]]:
+    """Write the CSVs and the manifest's status. Returns (summary lines, problems found)."""
+    plan = folder.plan()
+    order = {item.run_key: item.index for item in plan}
+    done_dirs = sorted((p.parent for p in folder.raw.glob(f"*/{DONE}")),
+                       key=lambda d: (order.get(d.name, len(order) + 1), d.name))
+    runs, requests, probe, predictions, coldstart, resources = [], [], [], [], [], []
+    problems: list[str] = []
+    outcomes: Counter[str] = Counter()
+    for run_dir in done_dirs:
+        done = read_json(run_dir / DONE)
+        outcomes[done.get("outcome", "?")] += 1
+        key, platform_name = done["run_key"], done["platform"]
+        for record in prediction_records(run_dir):
+            value = record.get("prediction_ms")
+            if isinstance(value, int | float):
+                predictions.append({"run_key": key, "platform": platform_name, "ts": record.get("ts"),
+                                    "prediction_ms": value, "backend": record.get("backend")})
+        if done["step"] == "ab":
+            try:
+                row, rows, samples = _ab_run(folder, run_dir, done)
+            except ab.AbParseError as exc:
+                problems.append(f"{key}: {exc}")
+                continue
+            runs.append(row)
+            requests.extend(rows)
+            resources.extend(samples)
+        elif done["step"] == "probe":
+            probe.extend(_probe_rows(run_dir, platform_name))
+        elif done["step"] == "coldstart":
+            coldstart.append(_coldstart_row(run_dir, done))
+
+    tables = {
+        "runs.csv": (runs, RUNS_COLUMNS), "requests.csv": (requests, REQUESTS_COLUMNS),
+        "probe.csv": (probe, PROBE_COLUMNS), "predictions.csv": (predictions, PREDICTIONS_COLUMNS),
+        "coldstart.csv": (coldstart, COLDSTART_COLUMNS), "resources.csv": (resources, RESOURCES_COLUMNS),
+    }
+    for name, (rows, columns) in tables.items():
+        frame = pd.DataFrame(rows, columns=columns)
+        tmp = folder.path / f".{name}.tmp"
+        frame.to_csv(tmp, index=False)
+        tmp.replace(folder.path / name)
+
+    done_keys = set(folder.done_keys())
+    missing = [item.run_key for item in plan if item.run_key not in done_keys]
+    complete = not missing and not problems
+    folder.update(
+        status="complete" if complete else "incomplete",
+        finished_utc=utc_now() if complete else None,
+        runs_planned=len(plan),
+        runs_done=len(plan) - len(missing),
+        runs_missing=missing,
+        outcomes=dict(outcomes),
+        problems=problems,
+    )
+    return _summary(folder, runs, probe, coldstart, missing), problems
+
+
+def _ab_run(folder: RunFolder, run_dir: Path, done: dict[str, Any]
+            ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    info = done.get("ab", {})
+    result = ab.parse_run_files(run_dir, info.get("argv", []), info.get("returncode", 0), info.get("wall_s"))
+    if done.get("outcome") == "interrupted" and result.error is None:  # stopped at run_timeout_s
+        result.error = done.get("error")
+    key, platform_name = done["run_key"], done["platform"]
+    ident = {"run_key": key, "experiment": done["experiment"], "platform": platform_name,
+             "concurrency": done["concurrency"], "repetition": done["repetition"]}
+    rows = [{**ident, "start_s": r.start_s, "connect_ms": r.connect_ms, "processing_ms": r.processing_ms,
+             "total_ms": r.total_ms, "wait_ms": r.wait_ms} for r in result.requests]
+    totals = [r.total_ms for r in result.requests]
+    samples = _resource_rows(run_dir / RESOURCES_FILE, done.get("started_epoch"))
+    platform = folder.config.platforms.get(platform_name)
+    s = result.summary
+    row: dict[str, Any] = {**ident, "requests": done["requests"]}
+    if s is not None:
+        f = s.failures
+        row.update(completed=s.completed, failed=f.total, failed_connect=f.connect, failed_receive=f.receive,
+                   failed_length=f.length, failed_exceptions=f.exceptions, non_2xx=s.non_2xx,
+                   time_taken_s=s.time_taken_s, requests_per_s=s.requests_per_s)
+    row.update(
+        mean_ms=_round(sum(totals) / len(totals)) if totals else None,
+        min_ms=min(totals) if totals else None,
+        max_ms=max(totals) if totals else None,
+        **{f"p{p}_ms": result.percentile(p) for p in ab.PERCENTILE_COLUMNS},
+        server_mean_ms=_round(server_mean_ms(run_dir / METRICS_BEFORE, run_dir / METRICS_AFTER,
+                                             platform.server_time_metric if platform else None)),
+    )
+    preds = [r.get("prediction_ms") for r in prediction_records(run_dir)]
+    preds = [p for p in preds if isinstance(p, int | float)]
+    row.update(
+        prediction_mean_ms=_round(sum(preds) / len(preds)) if preds else None,
+        cpu_mean_pct=_round(_cpu_mean(samples), 2),
+        cpu_max_pct=_round(_max([x["cpu_pct"] for x in samples]), 2),
+        mem_max_bytes=_max([x["mem_bytes"] for x in samples]),
+        mem_limit_bytes=next((x["mem_limit_bytes"] for x in reversed(samples) if x["mem_limit_bytes"]), None),
+        started_utc=done["started_utc"],
+        outcome=result.outcome if done.get("outcome") != "interrupted" else "interrupted",
+        error=result.error,
+    )
+    resource_rows = [{"run_key": key, "platform": platform_name, "t_s": x["t_s"], "cpu_pct": x["cpu_pct"],
+                      "mem_bytes": x["mem_bytes"], "mem_limit_bytes": x["mem_limit_bytes"]} for x in samples]
+    return row, rows, resource_rows
+
+
+def _probe_rows(run_dir: Path, platform_name: str) -> list[dict[str, Any]]:
+    rows = []
+    for line in (run_dir / PROBE_FILE).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            r = json.loads(line)
+            rows.append({"platform": platform_name, "seq": r["seq"], "status": r["status"] or 0,
+                         "response_ms": r["response_ms"] if r["status"] else None,
+                         "prediction_ms": r["prediction_ms"], "error": r["error"]})
+    return rows
+
+
+def _coldstart_row(run_dir: Path, done: dict[str, Any]) -> dict[str, Any]:
+    c = read_json(run_dir / COLDSTART_FILE)
+    first = c.get("first_200") or {}
+    return {"platform": c["platform"], "repetition": c["repetition"], "kind": c["kind"],
+            "start_to_first_200_ms": first.get("start_to_first_200_ms"), "attempts": c["attempts"],
+            "outcome": done.get("outcome"), "stop_ms": c.get("stop_ms"), "start_command_ms": c.get("start_command_ms"),
+            "first_200_prediction_ms": first.get("prediction_ms"), "error": done.get("error")}
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _summary(folder: RunFolder, runs: list[dict[str, Any]], probe: list[dict[str, Any]],
+             coldstart: list[dict[str, Any]], missing: list[str]) -> list[str]:
+    m = folder.manifest
+    lines = [f"run {m['run_id']}: {m['status']} ({m['runs_done']}/{m['runs_planned']} steps done)"]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        lines.append(f"  missing: {shown} — resume with the same run id to finish them")
+    frame = pd.DataFrame(runs, columns=RUNS_COLUMNS)
+    frame = frame[frame["experiment"] == "concurrency"]
+    if not frame.empty:
+        lines.append(f"  {'platform':10} {'c':>3} {'reps':>4} {'req/s':>8} {'mean ms':>8} {'p50 ms':>7} "
+                     f"{'p99 ms':>7} {'errors':>6} {'length':>6} {'non2xx':>6} {'aborted':>7}")
+        for (platform, conc), g in frame.groupby(["platform", "concurrency"], sort=True):
+            errors = (g["failed_connect"].fillna(0) + g["failed_receive"].fillna(0)
+                      + g["failed_exceptions"].fillna(0)).sum()
+            lines.append(
+                f"  {platform:10} {conc:>3} {len(g):>4} {_fmt(g['requests_per_s'].median()):>8} "
+                f"{_fmt(g['mean_ms'].median()):>8} {_fmt(g['p50_ms'].median()):>7} {_fmt(g['p99_ms'].median()):>7} "
+                f"{int(errors):>6} {int(g['failed_length'].fillna(0).sum()):>6} {int(g['non_2xx'].fillna(0).sum()):>6} "
+                f"{int((g['outcome'] != 'ok').sum()):>7}"
+            )
+    for platform in sorted({r["platform"] for r in probe}):
+        ok = [r for r in probe if r["platform"] == platform and r["status"] == 200 and r["error"] is None]
+        total = sum(1 for r in probe if r["platform"] == platform)
+        if ok:
+            lines.append(f"  probe {platform}: {len(ok)}/{total} ok, response mean "
+                         f"{sum(r['response_ms'] for r in ok) / len(ok):.1f} ms, prediction mean "
+                         f"{sum(r['prediction_ms'] for r in ok) / len(ok):.1f} ms")
+        else:
+            lines.append(f"  probe {platform}: 0/{total} ok")
+    for platform in sorted({r["platform"] for r in coldstart}):
+        times = [r["start_to_first_200_ms"] for r in coldstart
+                 if r["platform"] == platform and r["start_to_first_200_ms"] is not None]
+        total = sum(1 for r in coldstart if r["platform"] == platform)
+        lines.append(f"  cold start {platform}: {len(times)}/{total} ok"
+                     + (f", start -> first 200 median {sorted(times)[len(times) // 2] / 1000:.2f} s" if times else ""))
+    return lines
