@@ -47,7 +47,7 @@ RESOURCES_COLUMNS: dict[str, str] = {
 SPEC_ONLY: dict[str, tuple[str, ...]] = {
     "runs.csv": ("time_taken_s", "mean_ms", "min_ms", "max_ms", "p50_ms", "p66_ms", "p75_ms", "p80_ms", "p90_ms",
                  "p95_ms", "p98_ms", "p99_ms", "p100_ms"),
-    "requests.csv": ("start_us", "connect_ms", "processing_ms", "wait_ms"),
+    "requests.csv": ("start_s", "connect_ms", "processing_ms", "wait_ms"),
     "predictions.csv": ("ts", "backend"),
 }
 
@@ -230,9 +230,12 @@ def _read_table(path: Path, columns: dict[str, str], problems: list[str]) -> pd.
         if kind in ("int", "float", "int?", "float?") and not pd.api.types.is_numeric_dtype(values):
             numeric = pd.to_numeric(values, errors="coerce")
             bad = numeric.isna() & values.notna()
-            line = int(np.flatnonzero(bad.to_numpy())[0]) + 2
-            problems.append(f"{name} line {line}: column {col} holds {values[bad].iloc[0]!r}, not a number")
-            continue
+            if bad.any():
+                line = int(np.flatnonzero(bad.to_numpy())[0]) + 2
+                problems.append(f"{name} line {line}: column {col} holds {values[bad].iloc[0]!r}, not a number")
+                continue
+            df[col] = numeric
+            values = df[col]
         if not kind.endswith("?"):
             empty = values.isna().to_numpy()
             if empty.any():

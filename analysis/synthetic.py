@@ -142,7 +142,7 @@ def _ab_run(rng: np.random.Generator, plan: Plan, experiment: str, p: str, c: in
     duration_s = float(total.sum() / c / 1000 + 0.01)
     requests = pd.DataFrame({
         "run_key": key, "experiment": experiment, "platform": p, "concurrency": c, "repetition": rep,
-        "start_us": start[order_idx], "connect_ms": t["connect"][order_idx],
+        "start_s": start[order_idx] // 1_000_000, "connect_ms": t["connect"][order_idx],
         "processing_ms": t["processing"][order_idx], "total_ms": total[order_idx], "wait_ms": t["wait"][order_idx],
     })
     srt = np.sort(total)

@@ -503,10 +503,18 @@ def test_unfinished_ab_run_is_set_apart_and_flagged(copy: Path, tmp_path: Path) 
 
 
 def test_columns_the_analysis_does_not_use_may_be_absent(copy: Path) -> None:
-    """RESULTS.md lists start_us; bench.yml's finalize writes ab's 1-second start_s instead. Neither is used."""
-    _edit_lines(copy, "requests.csv", lambda t: t.replace("start_us", "start_s", 1))
+    """RESULTS.md lists start_s (ab's 1-second start column); the analysis does not use it, so it may be absent."""
+    _edit_lines(copy, "requests.csv", lambda t: t.replace("start_s", "start_renamed", 1))
     results = load_results(copy)
-    assert any("requests.csv lacks column(s) start_us" in w and "does not need them" in w for w in results.warnings)
+    assert any("requests.csv lacks column(s) start_s" in w and "does not need them" in w for w in results.warnings)
+
+
+def test_header_only_optional_tables_are_read_as_empty(copy: Path) -> None:
+    """bench writes every CSV, header-only when a step was not configured (e.g. no cold starts)."""
+    header = (copy / "coldstart.csv").read_text().splitlines()[0]
+    (copy / "coldstart.csv").write_text(header + "\n")
+    results = load_results(copy)
+    assert results.coldstart.empty
 
 
 def test_cli_reports_bad_input_with_status_2(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
