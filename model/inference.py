@@ -129,7 +129,7 @@ def image_bytes_from_body(
 
 
 def _image_from_json(body: bytes | str | dict | None, max_bytes: int) -> bytes:
-    if body is None or body in {b"", ""}:
+    if body is None or (isinstance(body, bytes | str) and not body):
         raise EmptyBody("the request body is empty; POST the image bytes")
     if not isinstance(body, dict):
         if len(body) > max_bytes * 4 // 3 + 1024:
