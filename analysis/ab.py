@@ -233,6 +233,28 @@ class AbResult:
         return self.error is not None
 
     @property
+    def empty_replies(self) -> int:
+        """Length failures that were no response at all, rather than a response of another length.
+
+        ab files a connection closed without any reply (e.g. by a server whose listen backlog overflowed,
+        seen through docker-proxy) under Length only. Our 2xx bodies all have one length L, so such replies
+        leave "HTML transferred" short by exactly L bytes each; a body that is merely shorter leaves a deficit
+        that is not a multiple of L. In that mixed case, only the -g rows that never saw a first byte
+        (wait 0 ms although the request took >= 1 ms) are counted, and no more than the byte deficit allows.
+        """
+        s = self.summary
+        if s is None or not s.document_length or s.html_transferred_bytes is None or not s.failures.length:
+            return 0
+        length = s.document_length
+        deficit = (s.completed - s.non_2xx) * length - s.html_transferred_bytes
+        if deficit <= 0:
+            return 0
+        if deficit % length == 0:
+            return min(s.failures.length, deficit // length)
+        no_first_byte = sum(1 for r in self.requests if r.wait_ms == 0 and r.total_ms >= 1)
+        return min(s.failures.length, deficit // length, no_first_byte)
+
+    @property
     def outcome(self) -> str:
         """`ok`, `aborted` (ab gave up) or `interrupted` (stopped by SIGINT, partial statistics kept)."""
         if self.error is None:

@@ -25,7 +25,8 @@ REBUILD_HINT = "rebuild the tidy tables from raw/ with `python -m analysis.bench
 RUNS_COLUMNS: dict[str, str] = {
     "run_key": "str", "experiment": "str", "platform": "str", "concurrency": "int", "repetition": "int",
     "requests": "int", "completed": "int?", "failed": "int?", "failed_connect": "int?", "failed_receive": "int?",
-    "failed_length": "int?", "failed_exceptions": "int?", "non_2xx": "int?", "requests_per_s": "float?",
+    "failed_length": "int?", "failed_exceptions": "int?", "non_2xx": "int?", "empty_replies": "int?",
+    "requests_per_s": "float?",
     "server_mean_ms": "float?", "prediction_mean_ms": "float?", "cpu_mean_pct": "float?", "cpu_max_pct": "float?",
     "mem_max_bytes": "float?", "mem_limit_bytes": "float?", "started_utc": "str?",
 }

@@ -20,8 +20,9 @@ def per_run(results: Results) -> pd.DataFrame:
 
     Latency statistics come from requests.csv (ab -g ``ttime``, whole ms) with numpy's default linear
     interpolation for percentiles; counts, throughput, server/prediction time and resource use from runs.csv.
-    ``errors`` are real failures (connect, receive, exceptions, non-2xx); ab's length mismatches are kept apart
-    in ``length_mismatches`` because a response of another length is still a served prediction.
+    ``errors`` are real failures (connect, receive, exceptions, non-2xx, and empty replies: connections closed
+    with no response, which ab files under Length); the remaining length mismatches are kept apart in
+    ``length_mismatches`` because a response of another length is still a served prediction.
     """
     runs = results.runs[results.runs["experiment"] == "concurrency"].set_index("run_key")
     requests = results.requests[results.requests["experiment"] == "concurrency"]
@@ -34,12 +35,12 @@ def per_run(results: Results) -> pd.DataFrame:
     out = out.join(latency).join(quantiles)
     out["n_requests"] = out["n_requests"].fillna(0).astype(np.int64)
     out["throughput_rps"] = runs["requests_per_s"]
-    counts = runs[["failed_connect", "failed_receive", "failed_exceptions", "non_2xx", "failed_length"]].fillna(0)
-    counts = counts.astype(np.int64)
-    out["errors"] = counts[["failed_connect", "failed_receive", "failed_exceptions", "non_2xx"]].sum(axis=1)
-    for col in ("failed_connect", "failed_receive", "failed_exceptions", "non_2xx"):
+    real = ["failed_connect", "failed_receive", "failed_exceptions", "non_2xx", "empty_replies"]
+    counts = runs[[*real, "failed_length"]].fillna(0).astype(np.int64)
+    out["errors"] = counts[real].sum(axis=1)
+    for col in real:
         out[col] = counts[col]
-    out["length_mismatches"] = counts["failed_length"]
+    out["length_mismatches"] = counts["failed_length"] - counts["empty_replies"]
     out["server_mean_ms"] = runs["server_mean_ms"]
     out["prediction_mean_ms"] = runs["prediction_mean_ms"]
     preds = results.predictions

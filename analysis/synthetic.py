@@ -50,6 +50,7 @@ class Fault:
     failed_length: int = 0
     non_2xx: int = 0
     failed_receive: int = 0
+    empty_replies: int = 0  # part of failed_length: connections closed with no reply
 
 
 @dataclass
@@ -161,7 +162,7 @@ def _ab_run(rng: np.random.Generator, plan: Plan, experiment: str, p: str, c: in
         "run_key": key, "experiment": experiment, "platform": p, "concurrency": c, "repetition": rep,
         "requests": n, "completed": n, "failed": fault.failed_length + fault.failed_receive, "failed_connect": 0,
         "failed_receive": fault.failed_receive, "failed_length": fault.failed_length, "failed_exceptions": 0,
-        "non_2xx": fault.non_2xx, "time_taken_s": round(duration_s, 3),
+        "non_2xx": fault.non_2xx, "empty_replies": fault.empty_replies, "time_taken_s": round(duration_s, 3),
         "requests_per_s": round(n / duration_s, 2), "mean_ms": round(float(total.mean()), 3),
         "min_ms": float(total.min()), "max_ms": float(total.max()),
         **{f"p{q}_ms": v for q, v in pct.items()},

@@ -99,7 +99,8 @@ def concurrency_table(per_run: pd.DataFrame, results: Results, s: Settings) -> p
         row["max_ms"] = float(g["max_ms"].max())
         _put(row, "throughput_rps", mean_ci(g["throughput_rps"], s.level))
         row["errors"] = int(g["errors"].sum())
-        for col in ("failed_connect", "failed_receive", "failed_exceptions", "non_2xx", "length_mismatches"):
+        for col in ("failed_connect", "failed_receive", "failed_exceptions", "non_2xx", "empty_replies",
+                    "length_mismatches"):
             row[col] = int(g[col].sum())
         rows.append(row)
     return _order(pd.DataFrame(rows), results)

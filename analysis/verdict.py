@@ -163,6 +163,10 @@ def _errors(conc: pd.DataFrame, results: Results) -> str | None:
     cells = ", ".join(f"{r.platform} c={r.concurrency}: {r.errors}" for r in where.itertuples())
     text = (f"**Errors**: the paper got every response without an error. This run had {errors} real error(s)"
             + (f" ({cells})" if cells else ""))
+    empty = int(conc["empty_replies"].sum()) if "empty_replies" in conc else 0
+    if empty:
+        text += (f", of which {empty} were connections closed with no reply at all (ab files them under Length; "
+                 "a full listen backlog does this)")
     text += (f"; ab also flagged {lengths} response(s) whose length differed from the first one, which are served "
              "predictions, not errors." if lengths else ".")
     return text + aborted

@@ -73,6 +73,18 @@ def test_length_failures_are_counted_apart_from_errors():
     assert result.summary.non_2xx == 0 and result.outcome == "ok"
 
 
+def test_connections_closed_without_reply_are_empty_replies_not_length_mismatches():
+    # ab files a connection closed with no reply under Length only; with fixed-length 2xx bodies the
+    # bytes of "HTML transferred" tell them apart from responses of another length.
+    result, meta = load("empty_replies")
+    s = result.summary
+    assert s.failures.length == 10 and s.failures.errors == 0 and s.non_2xx == 0
+    assert s.completed - result.empty_replies == meta["server"]["requests_seen"] == 90
+    assert result.empty_replies == 10
+    for scenario in ("length", "non2xx_length", "ok"):  # short bodies / error pages: replies, not empty ones
+        assert load(scenario)[0].empty_replies == 0, scenario
+
+
 def test_accept_variable_length_hides_length_failures():
     result, meta = load("variable")
     assert "-l" in meta["argv"]

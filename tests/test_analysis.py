@@ -112,7 +112,8 @@ def copy(tmp_path: Path) -> Path:
 
 def test_fixture_has_length_mismatches_and_one_non_2xx() -> None:
     runs = [r for r in rows(COMPLETE, "runs.csv") if r["experiment"] == "concurrency"]
-    assert sum(int(r["failed_length"]) for r in runs) == 3
+    assert sum(int(r["failed_length"]) for r in runs) == 5
+    assert sum(int(r["empty_replies"]) for r in runs) == 2
     assert sum(int(r["non_2xx"]) for r in runs) == 1
     means = {p: np.mean([float(r["mean_ms"]) for r in runs if r["platform"] == p]) for p in PLATFORMS}
     assert means["function"] > means["container"]
@@ -142,14 +143,17 @@ def test_concurrency_table(complete_out: Path) -> None:
         cell = runs[(platform, c)]
         assert_ci(row, "throughput_rps", t_ci([float(cell[r]["requests_per_s"]) for r in order]))
         real = sum(int(cell[r][k]) for r in order
-                   for k in ("failed_connect", "failed_receive", "failed_exceptions", "non_2xx"))
+                   for k in ("failed_connect", "failed_receive", "failed_exceptions", "non_2xx", "empty_replies"))
         assert int(row["errors"]) == real
-        assert int(row["length_mismatches"]) == sum(int(cell[r]["failed_length"]) for r in order)
-    # ab's length mismatches are not errors; the one 408 is.
+        assert int(row["length_mismatches"]) == sum(int(cell[r]["failed_length"]) - int(cell[r]["empty_replies"])
+                                                    for r in order)
+    # ab's length mismatches are not errors; the one 408 is, and so are the two empty replies ab filed
+    # under Length (connections closed with no response).
     assert find(table, platform="function", concurrency=5)["errors"] == "0"
     assert find(table, platform="function", concurrency=5)["length_mismatches"] == "2"
-    assert find(table, platform="function", concurrency=20)["errors"] == "1"
-    assert sum(int(r["errors"]) for r in table) == 1
+    assert find(table, platform="function", concurrency=20)["errors"] == "3"
+    assert find(table, platform="function", concurrency=20)["length_mismatches"] == "1"
+    assert sum(int(r["errors"]) for r in table) == 3
 
 
 def test_table1(complete_out: Path) -> None:
@@ -348,7 +352,8 @@ def test_reports_are_written_and_self_contained(complete_out: Path) -> None:
         assert (text in md) == (text != "INCOMPLETE"), text
     row = find(out_table(complete_out, "concurrency"), platform="function", concurrency=20)
     assert f"| function | 20 | 3/3 | 60 | {float(row['mean_ms']):.1f} [" in md
-    assert "ab also flagged 3 response(s)" in md and "1 real error(s)" in md
+    assert "ab also flagged 3 response(s)" in md and "3 real error(s)" in md
+    assert "of which 2 were connections closed with no reply" in md
 
 
 def test_verdict_follows_the_numbers(complete_out: Path) -> None:

@@ -23,7 +23,8 @@ from analysis.bench.runner import COLDSTART_FILE, METRICS_AFTER, METRICS_BEFORE,
 
 RUNS_COLUMNS = [
     "run_key", "experiment", "platform", "concurrency", "repetition", "requests", "completed", "failed",
-    "failed_connect", "failed_receive", "failed_length", "failed_exceptions", "non_2xx", "time_taken_s",
+    "failed_connect", "failed_receive", "failed_length", "failed_exceptions", "non_2xx", "empty_replies",
+    "time_taken_s",
     "requests_per_s", "mean_ms", "min_ms", "max_ms", "p50_ms", "p66_ms", "p75_ms", "p80_ms", "p90_ms", "p95_ms",
     "p98_ms", "p99_ms", "p100_ms", "server_mean_ms", "prediction_mean_ms", "cpu_mean_pct", "cpu_max_pct",
     "mem_max_bytes", "mem_limit_bytes", "started_utc", "outcome", "error",
@@ -162,6 +163,7 @@ def _ab_run(folder: RunFolder, run_dir: Path, done: dict[str, Any]
         f = s.failures
         row.update(completed=s.completed, failed=f.total, failed_connect=f.connect, failed_receive=f.receive,
                    failed_length=f.length, failed_exceptions=f.exceptions, non_2xx=s.non_2xx,
+                   empty_replies=result.empty_replies,
                    time_taken_s=s.time_taken_s, requests_per_s=s.requests_per_s)
     row.update(
         mean_ms=_round(sum(totals) / len(totals)) if totals else None,
@@ -225,14 +227,16 @@ def _summary(folder: RunFolder, runs: list[dict[str, Any]], probe: list[dict[str
     frame = frame[frame["experiment"] == "concurrency"]
     if not frame.empty:
         lines.append(f"  {'platform':10} {'c':>3} {'reps':>4} {'req/s':>8} {'mean ms':>8} {'p50 ms':>7} "
-                     f"{'p99 ms':>7} {'errors':>6} {'length':>6} {'non2xx':>6} {'aborted':>7}")
+                     f"{'p99 ms':>7} {'errors':>6} {'empty':>6} {'length':>6} {'non2xx':>6} {'aborted':>7}")
         for (platform, conc), g in frame.groupby(["platform", "concurrency"], sort=True):
+            empty = g["empty_replies"].fillna(0).sum()
             errors = (g["failed_connect"].fillna(0) + g["failed_receive"].fillna(0)
-                      + g["failed_exceptions"].fillna(0)).sum()
+                      + g["failed_exceptions"].fillna(0)).sum() + empty
             lines.append(
                 f"  {platform:10} {conc:>3} {len(g):>4} {_fmt(g['requests_per_s'].median()):>8} "
                 f"{_fmt(g['mean_ms'].median()):>8} {_fmt(g['p50_ms'].median()):>7} {_fmt(g['p99_ms'].median()):>7} "
-                f"{int(errors):>6} {int(g['failed_length'].fillna(0).sum()):>6} {int(g['non_2xx'].fillna(0).sum()):>6} "
+                f"{int(errors):>6} {int(empty):>6} {int(g['failed_length'].fillna(0).sum() - empty):>6} "
+                f"{int(g['non_2xx'].fillna(0).sum()):>6} "
                 f"{int((g['outcome'] != 'ok').sum()):>7}"
             )
     for platform in sorted({r["platform"] for r in probe}):
