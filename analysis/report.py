@@ -237,7 +237,8 @@ def _concurrency_section(results: Results, t: dict[str, pd.DataFrame], figs: dic
                        "(-g, whole ms) and then across repetitions: mean, p95, p99 and throughput with a Student-t "
                        f"{level} interval; the median of the runs' medians with the order-statistic interval (Le "
                        "Boudec), whose achieved coverage is in parentheses; min and max over all requests. Errors = "
-                       "connect + receive + exception failures + non-2xx replies; ab's length mismatches are listed "
+                       "connect + receive + exception failures + non-2xx replies + empty replies (connections "
+                       "closed with no reply, which ab files under Length); ab's other length mismatches are listed "
                        "apart because those responses were served."))
         b.append(Figure(figs["response_vs_concurrency"], "Mean response time vs concurrency, with the paper's "
                         "Kubeless values (c=1: 0.2 s; c=20: mean 965 ms, fastest 472 ms, slowest about 1 s)."))
