@@ -49,6 +49,7 @@ def run_playbook(playbook: str, tmp_path: Path, **extravars):
         "ANSIBLE_NOCOLOR": "1",
     }
     private = tmp_path / f"runner-{playbook.replace('/', '-')}-{len(list(tmp_path.glob('runner-*')))}"
+    private.mkdir()
     return ansible_runner.run(
         private_data_dir=str(private),
         project_dir=str(ROOT),
@@ -130,6 +131,52 @@ def test_taken_port_stops_with_instructions(deployed):
     assert result.rc != 0
     assert f"Port 127.0.0.1:{port} is already taken by another program" in output(result)
     assert subprocess.run(["docker", "inspect", "kde-test-site-portcheck"], capture_output=True).returncode != 0
+
+
+def test_bench_and_analysis_on_what_site_deployed(deployed):
+    """bench.yml with a tiny matrix against the real containers, then python -m analysis on its folder."""
+    import csv
+
+    tmp_path, _ = deployed
+    results_dir = tmp_path / "results"
+    result = run_playbook(
+        "bench.yml", tmp_path,
+        bench_results_dir=str(results_dir), bench_concurrency=[1, 5], bench_repetitions=1,
+        bench_requests_per_run=60, bench_warmup_requests=10, bench_probe_requests=3, bench_coldstart_repetitions=1,
+    )
+    text = output(result)
+    assert result.rc == 0, text[-6000:]
+    (run_dir,) = list(results_dir.iterdir() if results_dir.is_dir() else [])
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["runs_done"] == manifest["runs_planned"]
+    assert f"next: python -m analysis {run_dir}" in text
+    with open(run_dir / "runs.csv") as fh:
+        runs = list(csv.DictReader(fh))
+    measured = [r for r in runs if r["experiment"] == "concurrency"]
+    assert {(r["platform"], r["concurrency"]) for r in measured} == {
+        ("function", "1"), ("function", "5"), ("container", "1"), ("container", "5")}
+    for r in measured:
+        assert int(r["completed"]) == 60 and r["outcome"] == "ok"
+        assert float(r["server_mean_ms"]) > 0 and float(r["prediction_mean_ms"]) > 0
+        assert float(r["mem_max_bytes"]) > 0 and int(float(r["mem_limit_bytes"])) == 2 * 1024**3
+    with open(run_dir / "coldstart.csv") as fh:
+        cold = list(csv.DictReader(fh))
+    assert {c["platform"] for c in cold} == {"function", "container"}
+    assert all(float(c["start_to_first_200_ms"]) > 0 for c in cold)
+    report = run_dir / "report"
+    proc = subprocess.run([sys.executable, "-m", "analysis", str(run_dir), "--out", str(report)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    md = (report / "report.md").read_text()
+    assert "## Verdict" in md and "Table 1" in md
+    assert (report / "report.html").stat().st_size > 10_000
+
+
+def test_bench_stops_clearly_when_nothing_is_deployed(tmp_path):
+    result = run_playbook("bench.yml", tmp_path, bench_results_dir=str(tmp_path / "results"),
+                          function_host_port=1, app_host_port=2)
+    assert result.rc != 0
+    assert "does not answer" in output(result) and "ansible-playbook site.yml" in output(result)
 
 
 def test_teardown_leaves_nothing(deployed):
