@@ -146,7 +146,7 @@ def test_bench_and_analysis_on_what_site_deployed(deployed):
     )
     text = output(result)
     assert result.rc == 0, text[-6000:]
-    (run_dir,) = list(results_dir.iterdir() if results_dir.is_dir() else [])
+    (run_dir,) = [p for p in results_dir.iterdir() if p.is_dir()]
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["runs_done"] == manifest["runs_planned"]
     assert f"next: python -m analysis {run_dir}" in text
