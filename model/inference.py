@@ -175,7 +175,7 @@ def decode_image(data: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -
                 f"the image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}"
             )
         if img.format == "JPEG" and img.mode in ("RGB", "L", "CMYK"):
-            img.draft("RGB" if img.mode != "CMYK" else img.mode, (size * 2, size * 2))
+            img.draft("RGB" if img.mode != "CMYK" else img.mode, (size, size))
         try:
             img.load()
         except (OSError, SyntaxError) as exc:

@@ -3,6 +3,7 @@ bad file: what can be converted is converted, the rest is skipped and counted.""
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import warnings
@@ -11,10 +12,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from model import LABELS
-from model.inference import DEFAULT_MAX_PIXELS
+from model.inference import (
+    DEFAULT_MAX_PIXELS,
+    InferenceError,
+    TooManyPixels,
+    TruncatedImage,
+    UnsupportedImageMode,
+    decode_image,
+)
 
 PHOTOS_JSON = "photos.json"
 PHOTOS_DIR = "photos"
@@ -100,46 +108,48 @@ def _list_yelp(data_dir: Path, photos_json: Path, report: LoadReport) -> list[tu
 
 
 def load_image(path: Path, size: int, report: LoadReport, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray | None:
-    """Decode one training photo to (size, size, 3) uint8, or None (counted in `report`) if unusable."""
+    """Decode one training photo to (size, size, 3) uint8, or None (counted in `report`) if unusable.
+
+    The pixels come from the inference core's decode_image, so training sees exactly what serving sees;
+    this function only reads the header first to count what had to be converted.
+    """
     if not path.is_file():
         report.skipped["missing_file"] += 1
         return None
+    data = path.read_bytes()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            img = Image.open(path)
+            with Image.open(io.BytesIO(data)) as header:
+                fmt, mode = header.format, header.mode
+                orientation = header.getexif().get(0x0112, 1)
         except Image.DecompressionBombError:
             report.skipped["too_large"] += 1
             return None
-        except (UnidentifiedImageError, OSError):
+        except (UnidentifiedImageError, OSError, SyntaxError):
             report.skipped["not_an_image"] += 1
             return None
-        with img:
-            width, height = img.size
-            if width * height > max_pixels:
-                report.skipped["too_large"] += 1
-                return None
-            if img.format != "JPEG":
-                report.converted[f"{img.format or 'unknown'}_as_jpg"] += 1
-            try:
-                if img.format == "JPEG" and img.mode in ("RGB", "L"):
-                    img.draft(img.mode, (size * 2, size * 2))
-                img.load()
-            except (OSError, SyntaxError):
-                report.skipped["truncated_or_corrupt"] += 1
-                return None
-            orientation = img.getexif().get(0x0112, 1)
-            if orientation != 1:
-                report.converted["exif_rotated"] += 1
-                img = ImageOps.exif_transpose(img)
-            if img.mode != "RGB":
-                report.converted[f"mode_{img.mode}"] += 1
-                try:
-                    img = img.convert("RGB")
-                except (ValueError, OSError):
-                    report.skipped["unsupported_mode"] += 1
-                    return None
-            return np.asarray(img.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+    try:
+        pixels = decode_image(data, size, max_pixels)
+    except TooManyPixels:
+        report.skipped["too_large"] += 1
+        return None
+    except TruncatedImage:
+        report.skipped["truncated_or_corrupt"] += 1
+        return None
+    except UnsupportedImageMode:
+        report.skipped["unsupported_mode"] += 1
+        return None
+    except InferenceError:
+        report.skipped["not_an_image"] += 1
+        return None
+    if fmt != "JPEG":
+        report.converted[f"{fmt or 'unknown'}_as_jpg"] += 1
+    if orientation != 1:
+        report.converted["exif_rotated"] += 1
+    if mode != "RGB":
+        report.converted[f"mode_{mode}"] += 1
+    return pixels
 
 
 @dataclass
