@@ -237,22 +237,23 @@ class AbResult:
         """Length failures that were no response at all, rather than a response of another length.
 
         ab files a connection closed without any reply (e.g. by a server whose listen backlog overflowed,
-        seen through docker-proxy) under Length only. Our 2xx bodies all have one length L, so such replies
-        leave "HTML transferred" short by exactly L bytes each; a body that is merely shorter leaves a deficit
-        that is not a multiple of L. In that mixed case, only the -g rows that never saw a first byte
-        (wait 0 ms although the request took >= 1 ms) are counted, and no more than the byte deficit allows.
+        seen through docker-proxy) under Length only. Our 2xx bodies all have one length L, so without
+        non-2xx replies such replies leave "HTML transferred" short by exactly L bytes each, while a body
+        that is merely shorter leaves a deficit that is not a multiple of L. Otherwise (mixed, or error pages
+        whose bodies fill the byte count) the -g rows that never saw a first byte (wait 0 ms although the
+        request took >= 1 ms) are counted, capped by the Length failures that are not non-2xx replies and,
+        without non-2xx replies, by the byte deficit.
         """
         s = self.summary
         if s is None or not s.document_length or s.html_transferred_bytes is None or not s.failures.length:
             return 0
         length = s.document_length
         deficit = (s.completed - s.non_2xx) * length - s.html_transferred_bytes
-        if deficit <= 0:
-            return 0
-        if deficit % length == 0:
+        if s.non_2xx == 0 and deficit > 0 and deficit % length == 0:
             return min(s.failures.length, deficit // length)
+        cap = s.failures.length - s.non_2xx if s.non_2xx else deficit // length
         no_first_byte = sum(1 for r in self.requests if r.wait_ms == 0 and r.total_ms >= 1)
-        return min(s.failures.length, deficit // length, no_first_byte)
+        return max(0, min(cap, no_first_byte))
 
     @property
     def outcome(self) -> str:

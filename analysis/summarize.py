@@ -21,8 +21,9 @@ def per_run(results: Results) -> pd.DataFrame:
     Latency statistics come from requests.csv (ab -g ``ttime``, whole ms) with numpy's default linear
     interpolation for percentiles; counts, throughput, server/prediction time and resource use from runs.csv.
     ``errors`` are real failures (connect, receive, exceptions, non-2xx, and empty replies: connections closed
-    with no response, which ab files under Length); the remaining length mismatches are kept apart in
-    ``length_mismatches`` because a response of another length is still a served prediction.
+    with no response, which ab files under Length); ``length_mismatches`` are ab's Length failures that are
+    neither empty replies nor non-2xx error pages, i.e. 2xx responses of another length, which are served
+    predictions and not errors.
     """
     runs = results.runs[results.runs["experiment"] == "concurrency"].set_index("run_key")
     requests = results.requests[results.requests["experiment"] == "concurrency"]
@@ -40,7 +41,9 @@ def per_run(results: Results) -> pd.DataFrame:
     out["errors"] = counts[real].sum(axis=1)
     for col in real:
         out[col] = counts[col]
-    out["length_mismatches"] = counts["failed_length"] - counts["empty_replies"]
+    # A non-2xx reply (an error page) has another length too, and ab counts it under Length as well:
+    # what is left are 2xx replies of another length, i.e. served predictions.
+    out["length_mismatches"] = (counts["failed_length"] - counts["empty_replies"] - counts["non_2xx"]).clip(lower=0)
     out["server_mean_ms"] = runs["server_mean_ms"]
     out["prediction_mean_ms"] = runs["prediction_mean_ms"]
     preds = results.predictions

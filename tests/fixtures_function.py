@@ -12,7 +12,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,8 @@ import numpy as np
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.http_client import Response, free_port, request  # the suites import them from here
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FUNCTION_DIR = REPO_ROOT / "function"
 RUNTIME = FUNCTION_DIR / "runtime" / "kubeless.py"
@@ -33,45 +34,10 @@ SERVER_START_TIMEOUT_S = 180  # TensorFlow import + model load + warm-up, on 2 b
 RETRIABLE = (ConnectionResetError, BrokenPipeError, ConnectionRefusedError, http.client.RemoteDisconnected)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # ------------------------------------------------------------------------------------------------ HTTP
-@dataclass
-class Response:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> object:
-        return json.loads(self.body)
-
-
-def request(
-    url: str,
-    method: str = "POST",
-    path: str = "/",
-    body: bytes | None = None,
-    headers: dict[str, str] | None = None,
-    timeout: float = 60,
-) -> Response:
-    """One HTTP/1.1 request on a fresh connection, sending exactly the headers given (no implicit Content-Type)."""
-    host, port = url.removeprefix("http://").rstrip("/").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers={"User-Agent": "kde-test", **(headers or {})})
-        resp = conn.getresponse()
-        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
-    finally:
-        conn.close()
-
-
 def post_image(url: str, data: bytes, content_type: str | None = "image/jpeg", **kwargs) -> Response:
     headers = {"Content-Type": content_type} if content_type else {}
-    return request(url, body=data, headers=headers, **kwargs)
+    return request(url, "POST", body=data, headers=headers, **kwargs)
 
 
 @dataclass

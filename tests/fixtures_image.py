@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,47 +28,14 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.http_client import Response, free_port, request  # the suites import them from here
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 180  # TensorFlow import + model load + warm-up, on 2 cores shared with other suites
 TEST_PREFIX = "kde-test-"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # ------------------------------------------------------------------------------------------------ HTTP
-@dataclass
-class Response:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> dict:
-        return json.loads(self.body)
-
-
-def request(
-    base_url: str,
-    method: str = "GET",
-    path: str = "/",
-    body: bytes | None = None,
-    headers: dict[str, str] | None = None,
-    timeout: float = 60,
-) -> Response:
-    """One request on a fresh connection, with exactly the headers given (http.client adds no Content-Type)."""
-    host, port = base_url.removeprefix("http://").rstrip("/").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers={"User-Agent": "kde-test", **(headers or {})})
-        resp = conn.getresponse()
-        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
-    finally:
-        conn.close()
-
-
 def predict(base_url: str, data: bytes, content_type: str | None = "image/jpeg", **kwargs) -> Response:
     return request(base_url, "POST", "/predict", data, {"Content-Type": content_type} if content_type else {}, **kwargs)
 

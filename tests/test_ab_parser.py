@@ -85,6 +85,16 @@ def test_connections_closed_without_reply_are_empty_replies_not_length_mismatche
         assert load(scenario)[0].empty_replies == 0, scenario
 
 
+def test_empty_replies_beside_a_408_page():
+    # The 408 page's 746 bytes fill most of the byte deficit of the 5 empty replies; the -g rows that never
+    # saw a first byte still count them.
+    result, meta = load("empty_replies_and_408")
+    s = result.summary
+    assert s.failures.length == 6 and s.non_2xx == 1
+    assert s.html_transferred_bytes == meta["server"]["client_full_bodies"] * 256 + 746
+    assert result.empty_replies == meta["server"]["client_empty_replies"] == 5
+
+
 def test_accept_variable_length_hides_length_failures():
     result, meta = load("variable")
     assert "-l" in meta["argv"]

@@ -235,7 +235,8 @@ def _summary(folder: RunFolder, runs: list[dict[str, Any]], probe: list[dict[str
             lines.append(
                 f"  {platform:10} {conc:>3} {len(g):>4} {_fmt(g['requests_per_s'].median()):>8} "
                 f"{_fmt(g['mean_ms'].median()):>8} {_fmt(g['p50_ms'].median()):>7} {_fmt(g['p99_ms'].median()):>7} "
-                f"{int(errors):>6} {int(empty):>6} {int(g['failed_length'].fillna(0).sum() - empty):>6} "
+                f"{int(errors):>6} {int(empty):>6} "
+                f"{int(max(0, g['failed_length'].fillna(0).sum() - empty - g['non_2xx'].fillna(0).sum())):>6} "
                 f"{int(g['non_2xx'].fillna(0).sum()):>6} "
                 f"{int((g['outcome'] != 'ok').sum()):>7}"
             )
