@@ -22,9 +22,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.http_client import Response, free_port, request  # the suites import them from here
+from tests.http_client import Response, free_port, request  # re-exported
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FUNCTION_DIR = REPO_ROOT / "function"
@@ -79,20 +78,6 @@ def burst(
             result.connection_errors += errors
     result.elapsed_s = time.perf_counter() - start
     return result
-
-
-def metric_samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """GET /metrics and index every sample by (name, sorted labels)."""
-    text = request(url, "GET", "/metrics", timeout=10).body.decode()
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
-
-
-def metric(samples: dict, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 # ------------------------------------------------------------------------------------------------ images

@@ -26,9 +26,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.http_client import Response, free_port, request  # the suites import them from here
+from tests.http_client import Response, free_port, request  # re-exported
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 180  # TensorFlow import + model load + warm-up, on 2 cores shared with other suites
@@ -48,20 +47,6 @@ def wait_for(check: Callable[[], bool], timeout_s: float, what: str, poll_s: flo
                 return
         time.sleep(poll_s)
     raise TimeoutError(f"{what} did not happen within {timeout_s} s")
-
-
-def metric_samples(base_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """GET /metrics, every sample indexed by (name, sorted labels)."""
-    text = request(base_url, "GET", "/metrics", timeout=10).body.decode()
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
-
-
-def metric(samples: dict, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def png_of(jpeg: bytes) -> bytes:

@@ -7,6 +7,8 @@ import json
 import socket
 from dataclasses import dataclass
 
+from prometheus_client.parser import text_string_to_metric_families
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -41,3 +43,17 @@ def request(
         return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
     finally:
         conn.close()
+
+
+def metric_samples(base_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """GET /metrics and index every sample by (name, sorted labels)."""
+    text = request(base_url, "GET", "/metrics", timeout=10).body.decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def metric(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)

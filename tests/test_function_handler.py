@@ -20,12 +20,11 @@ from tests.fixtures_function import (
     burst,
     function_server,
     json_image_body,
-    metric,
-    metric_samples,
     photo,
     post_image,
     request,
 )
+from tests.http_client import metric, metric_samples
 
 BODY_LIMIT = 150_000  # MAX_BODY_BYTES for the keras server, so the function's own 413 is cheap to reach
 REGRESSION_REQUESTS = 200

@@ -16,7 +16,8 @@ import uuid
 import pytest
 
 from model.inference import RESULT_JSON_LENGTH
-from tests.fixtures_function import REPO_ROOT, burst, metric, metric_samples, post_image, request
+from tests.fixtures_function import REPO_ROOT, burst, post_image, request
+from tests.http_client import metric, metric_samples
 
 pytestmark = pytest.mark.docker
 

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from tests.fixtures_function import metric, metric_samples, probe_server, request
+from tests.fixtures_function import probe_server, request
+from tests.http_client import metric, metric_samples
 
 PROBE_TIMEOUT_S = 2  # FUNC_TIMEOUT for the probe servers: short, so the 408 paths are quick to test
 JSON_LIMIT = 102400  # bottle's MEMFILE_MAX, which Kubeless does not raise

@@ -21,14 +21,13 @@ from model.inference import RESULT_JSON_LENGTH
 from tests.fixtures_image import (
     REPO_ROOT,
     gunicorn_server,
-    metric,
-    metric_samples,
     png_of,
     predict,
     prediction_lines,
     request,
     wait_for,
 )
+from tests.http_client import metric, metric_samples
 
 pytest_plugins = ["tests.fixtures_image"]  # the image_server, payload_jpeg and app_image fixtures
 
