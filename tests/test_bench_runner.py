@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import shutil
 import signal
 import socket
@@ -23,7 +22,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SERVER = REPO / "tests" / "bench_server.py"
 METRIC = "bench_request_duration_seconds"
-BASE_IMAGE = os.environ.get("KDE_BASE_IMAGE", "kubeless-dl-eval/base:bookworm-py311")
 
 pytestmark = pytest.mark.skipif(shutil.which("ab") is None, reason="needs ab (apt-get install apache2-utils)")
 
@@ -321,26 +319,16 @@ def test_every_subcommand_has_help():
 
 
 # ------------------------------------------------------------------------------------------- Docker
-def docker_ready() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    try:
-        proc = subprocess.run(["docker", "image", "inspect", BASE_IMAGE], capture_output=True, timeout=20, check=False)
-    except subprocess.TimeoutExpired:
-        return False
-    return proc.returncode == 0
-
-
 @pytest.mark.docker
-@pytest.mark.skipif(not docker_ready(), reason=f"needs a running Docker engine and the image {BASE_IMAGE}")
-def test_docker_logs_stats_cgroups_and_cold_start(tmp_path):
+def test_docker_logs_stats_cgroups_and_cold_start(tmp_path, base_image):
+    """Real containers from the project's base image (the conftest fixture builds it when missing)."""
     tag = uuid.uuid4().hex[:8]
     names, platforms = [], {}
     try:
         for platform, path, resources in (("function", "/", "docker"), ("container", "/predict", "auto")):
             name, port = f"kde-benchtest-{platform}-{tag}", free_port()
             subprocess.run(["docker", "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8080", "--cpus", "1",
-                            "--memory", "256m", "-v", f"{SERVER}:/srv/bench_server.py:ro", BASE_IMAGE,
+                            "--memory", "256m", "-v", f"{SERVER}:/srv/bench_server.py:ro", base_image,
                             "python3", "-u", "/srv/bench_server.py", "--port", "8080", "--bind", "0.0.0.0",
                             "--platform", platform, "--startup-delay-s", "0.5"],
                            check=True, capture_output=True, timeout=60)
