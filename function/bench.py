@@ -34,7 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run as a script: `python function/bench.py`
     sys.path.insert(0, str(REPO_ROOT))
 
-from analysis.ab import AbCommand, run_ab  # noqa: E402 - needs the repository root on sys.path first
+from analysis.bench.ab import AbCommand, run_ab  # noqa: E402 - needs the repository root on sys.path first
 
 DEFAULT_IMAGE = "kubeless-dl-eval/function:latest"
 DEFAULT_BASE_IMAGE = "python:3.11-slim"

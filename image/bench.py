@@ -8,7 +8,7 @@ What it does, in order:
    worker has), N predictions of the payload -> prediction time p50 and CPU time per request, hence the
    most requests/s `--cpus` cores could serve with no HTTP at all (cpus / CPU time per request);
 2. ApacheBench at each concurrency (default 1, 5, 10, 20) after a warm-up run, POSTing the project's
-   benchmark payload (analysis.payloads, a 500x375 photo-like JPEG), with /metrics scraped around each run;
+   benchmark payload (analysis.bench.payloads, a 500x375 photo-like JPEG), with /metrics scraped around each run;
 3. the container's memory: cgroup usage and peak, and the summed PSS of its processes;
 4. the targets: c=1 p50 <= prediction p50 + 2 ms, c=20 throughput >= 80 % of the floor, zero non-2xx,
    memory < 1.5 GB.
@@ -30,8 +30,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from analysis import payloads
-from analysis.ab import AbCommand, run_ab
+from analysis.bench import payloads
+from analysis.bench.ab import AbCommand, run_ab
 
 BENCH_CONTAINER_PREFIX = "kde-bench-"
 READY_TIMEOUT_S = 180
@@ -341,7 +341,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--floor-requests", type=int, default=100, help="in-process predictions per round, best of 3 (0: no floor)"
     )
-    p.add_argument("--payload", type=Path, help="JPEG to POST (default: analysis.payloads' photo-500x375.jpg)")
+    p.add_argument("--payload", type=Path, help="JPEG to POST (default: analysis.bench.payloads' photo-500x375.jpg)")
     p.add_argument("--out", type=Path, help="folder for ab's files and report.json (default: a temp folder)")
     return p
 

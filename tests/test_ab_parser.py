@@ -1,4 +1,4 @@
-"""analysis.ab against ApacheBench outputs recorded from the real `ab` (tests/fixtures/ab/, rerun record.py to
+"""analysis.bench.ab against ApacheBench outputs recorded from the real `ab` (tests/fixtures/ab/, rerun record.py to
 refresh them), checked against what the recording servers themselves counted; plus live runs of the real ab
 against servers on 127.0.0.1 for the paths that need a running process (timeouts, missing ab, aborts)."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis import ab
+from analysis.bench import ab
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ab"
 sys.path.insert(0, str(FIXTURES))

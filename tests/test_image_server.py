@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.ab import AbCommand, run_ab
+from analysis.bench.ab import AbCommand, run_ab
 from image import settings
 from model import LABELS
 from model.inference import RESULT_JSON_LENGTH

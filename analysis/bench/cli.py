@@ -22,7 +22,7 @@ import json
 import sys
 from pathlib import Path
 
-from analysis import ab
+from analysis.bench import ab
 from analysis.bench.config import ConfigError, example_config, load_config
 from analysis.bench.manifest import RunFolder, RunFolderError, create, new_run_id, same_config, utc_now
 from analysis.bench.runner import Interrupted, StepError, coldstart, interruptible, probe, run_item, run_one
@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run_all)
 
     p = sub.add_parser("finalize", help="rebuild the CSVs from raw/ and set complete/incomplete",
-                       description="Re-parse every finished step under raw/ (ab output with analysis.ab), write "
+                       description="Re-parse every finished step under raw/ (ab output with analysis.bench.ab), write "
                                    "runs.csv, requests.csv, probe.csv, predictions.csv, coldstart.csv and "
                                    "resources.csv, set the manifest's status to complete (every planned step has "
                                    "done.json) or incomplete, and print a summary. Exit 1 if a raw file could not "

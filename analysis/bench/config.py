@@ -39,7 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "warmup_concurrency": None,  # None: the largest concurrency, so every worker/thread is warmed
     "probe_requests": 10,  # sequential requests of the Table 1 latency probe; 0 skips the probe
     "coldstart_repetitions": 3,  # 0 skips cold starts
-    "payload": "photo-500x375.jpg",  # a name from analysis.payloads, or the path of your own JPEG
+    "payload": "photo-500x375.jpg",  # a name from analysis.bench.payloads, or the path of your own JPEG
     "ab_timeout_s": 30,  # ab -s: per-socket timeout; a request slower than this aborts the ab run
     "run_timeout_s": 900,  # wall-clock limit of one ab run; ab is stopped (partial statistics kept)
     "keepalive": False,  # ab -k

@@ -18,8 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from analysis import ab
-from analysis.bench import SCHEMA_VERSION
+from analysis.bench import SCHEMA_VERSION, ab
 from analysis.bench.client import DockerError, docker_inspect
 from analysis.bench.config import BenchConfig, PlanItem, config_from_dict, make_plan
 
@@ -156,9 +155,9 @@ def create(results_dir: Path, run_id: str, config: BenchConfig) -> RunFolder:
     return folder
 
 
-def _install_payload(name: str, directory: Path):  # -> analysis.payloads.Payload
+def _install_payload(name: str, directory: Path):  # -> analysis.bench.payloads.Payload
     """A generated payload by name (photo-WxH.jpg), or a copy of the user's JPEG, so the folder is self-contained."""
-    from analysis import payloads  # numpy + Pillow: only init needs them
+    from analysis.bench import payloads  # numpy + Pillow: only init needs them
 
     try:
         payloads.size_of(name)

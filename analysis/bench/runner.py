@@ -22,8 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from analysis import ab
-from analysis.bench import SCHEMA_VERSION
+from analysis.bench import SCHEMA_VERSION, ab
 from analysis.bench.client import DockerError, docker_inspect, request
 from analysis.bench.config import (
     PlanItem,

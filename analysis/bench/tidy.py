@@ -1,6 +1,6 @@
 """`finalize`: rebuild every tidy CSV from raw/ and set the run's status.
 
-Only raw/<run_key>/ folders with a done.json are read; ab's files are re-parsed with analysis.ab, so a
+Only raw/<run_key>/ folders with a done.json are read; ab's files are re-parsed with analysis.bench.ab, so a
 parser fix reaches old runs by running finalize again. Column order and meaning: analysis/RESULTS.md.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis import ab
+from analysis.bench import ab
 from analysis.bench.logs import prediction_records
 from analysis.bench.manifest import DONE, RunFolder, read_json, utc_now
 from analysis.bench.metrics import server_mean_ms

@@ -7,7 +7,7 @@ gradient and sensor noise, then saved as baseline JPEG at quality 90 with 4:2:0 
 cameras and phones write). The same name always gives the same pixels; the bytes also depend on the Pillow
 version's encoder, so the manifest records each payload's size and SHA-256.
 
-`python -m analysis.payloads --out DIR` writes all of them.
+`python -m analysis.bench.payloads --out DIR` writes all of them.
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def describe(path: Path, name: str | None = None) -> Payload:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m analysis.payloads", description="Write the benchmark's photo-like JPEG payloads."
+        prog="python -m analysis.bench.payloads", description="Write the benchmark's photo-like JPEG payloads."
     )
     parser.add_argument("names", nargs="*", default=list(SIZES),
                         help=f"payload names (default: {' '.join(SIZES)}); any photo-WxH.jpg works")
