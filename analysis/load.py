@@ -16,49 +16,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-SCHEMA_VERSION = 1
+from analysis.bench import schema
+from analysis.bench.schema import SCHEMA_VERSION
+
 REBUILD_HINT = "rebuild the tidy tables from raw/ with `python -m analysis.bench finalize RUN_DIR`"
 
-# The columns the analysis reads, by kind: "str" / "int" / "float" must be filled in every row; a trailing "?"
-# allows empty cells (e.g. counts of an ab run that aborted, the server time of a platform without /metrics).
-# Other columns RESULTS.md lists are not needed here: their absence is a warning, not an error (SPEC_ONLY).
-RUNS_COLUMNS: dict[str, str] = {
-    "run_key": "str", "experiment": "str", "platform": "str", "concurrency": "int", "repetition": "int",
-    "requests": "int", "completed": "int?", "failed": "int?", "failed_connect": "int?", "failed_receive": "int?",
-    "failed_length": "int?", "failed_exceptions": "int?", "non_2xx": "int?", "empty_replies": "int?",
-    "requests_per_s": "float?",
-    "server_mean_ms": "float?", "prediction_mean_ms": "float?", "cpu_mean_pct": "float?", "cpu_max_pct": "float?",
-    "mem_max_bytes": "float?", "mem_limit_bytes": "float?", "started_utc": "str?",
-}
-REQUESTS_COLUMNS: dict[str, str] = {
-    "run_key": "str", "experiment": "str", "platform": "str", "concurrency": "int", "repetition": "int",
-    "total_ms": "float",
-}
-PROBE_COLUMNS: dict[str, str] = {
-    "platform": "str", "seq": "int", "status": "int", "response_ms": "float?", "prediction_ms": "float?",
-}
-PREDICTIONS_COLUMNS: dict[str, str] = {"run_key": "str", "platform": "str", "prediction_ms": "float"}
-COLDSTART_COLUMNS: dict[str, str] = {
-    "platform": "str", "repetition": "int", "kind": "str", "start_to_first_200_ms": "float?", "attempts": "int?",
-}
-RESOURCES_COLUMNS: dict[str, str] = {
-    "run_key": "str", "platform": "str", "t_s": "float", "cpu_pct": "float?", "mem_bytes": "float?",
-    "mem_limit_bytes": "float?",
-}
-SPEC_ONLY: dict[str, tuple[str, ...]] = {
-    "runs.csv": ("time_taken_s", "mean_ms", "min_ms", "max_ms", "p50_ms", "p66_ms", "p75_ms", "p80_ms", "p90_ms",
-                 "p95_ms", "p98_ms", "p99_ms", "p100_ms"),
-    "requests.csv": ("start_s", "connect_ms", "processing_ms", "wait_ms"),
-    "predictions.csv": ("ts", "backend"),
-}
-
+# The columns the analysis reads, by kind, come from the one schema definition (analysis/bench/schema.py):
+# "str" / "int" / "float" must be filled in every row; a trailing "?" allows empty cells. Other columns the schema
+# lists are not needed here: their absence is a warning, not an error (SPEC_ONLY).
+RUNS_COLUMNS = schema.RUNS.needed
+REQUESTS_COLUMNS = schema.REQUESTS.needed
+PROBE_COLUMNS = schema.PROBE.needed
+PREDICTIONS_COLUMNS = schema.PREDICTIONS.needed
+COLDSTART_COLUMNS = schema.COLDSTART.needed
+RESOURCES_COLUMNS = schema.RESOURCES.needed
+SPEC_ONLY: dict[str, tuple[str, ...]] = {t.file: t.spec_only for t in schema.TABLES.values()}
 TABLES: dict[str, tuple[dict[str, str], bool]] = {  # file -> (columns, required)
-    "runs.csv": (RUNS_COLUMNS, True),
-    "requests.csv": (REQUESTS_COLUMNS, True),
-    "probe.csv": (PROBE_COLUMNS, False),
-    "predictions.csv": (PREDICTIONS_COLUMNS, False),
-    "coldstart.csv": (COLDSTART_COLUMNS, False),
-    "resources.csv": (RESOURCES_COLUMNS, False),
+    t.file: (t.needed, t.required) for t in schema.TABLES.values()
 }
 MANIFEST_KEYS = ("schema_version", "run_id", "status", "config", "platforms", "runs_planned", "runs_done")
 CONFIG_KEYS = ("concurrency", "repetitions", "requests_per_run")
@@ -289,9 +263,13 @@ def _check_values(manifest: dict[str, Any], tables: dict[str, pd.DataFrame], pro
     if over.any():
         key = runs["run_key"][over].iloc[0]
         problems.append(f"runs.csv run {key}: completed exceeds requests")
-    split = runs[["failed_connect", "failed_receive", "failed_length", "failed_exceptions"]].sum(axis=1)
-    for key in runs["run_key"][(split != runs["failed"]) & runs["failed"].notna()]:
-        warnings.append(f"runs.csv run {key}: failed is not the sum of its connect/receive/length/exceptions split")
+    causes = runs[list(schema.ERROR_CAUSES)].sum(axis=1)
+    counted = runs["errors"].notna() & runs["completed"].notna()
+    for key in runs["run_key"][(causes != runs["errors"]) & counted]:
+        problems.append(f"runs.csv run {key}: errors is not the sum of its causes ({', '.join(schema.ERROR_CAUSES)})")
+    for key in runs["run_key"][(runs["served"] + runs["errors"] - runs["timeout"] != runs["completed"])
+                               & counted]:
+        problems.append(f"runs.csv run {key}: served + errors does not account for every completed request")
     probe = tables["probe.csv"]
     if len(probe) and (probe["response_ms"].isna() & (probe["status"] == 200)).any():
         problems.append("probe.csv: a request with status 200 has no response_ms")
@@ -304,7 +282,7 @@ def _set_apart_unfinished(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     runs = tables["runs.csv"]
     bad = runs["completed"].isna().to_numpy().copy()  # pandas' copy-on-write hands out read-only views
     if "outcome" in runs.columns:
-        bad |= (runs["outcome"].fillna("ok").astype(str) != "ok").to_numpy()
+        bad |= (runs["outcome"].astype(object).fillna("ok").astype(str) != "ok").to_numpy()
     if not bad.any():
         return runs.iloc[0:0]
     failed = runs[bad]
@@ -354,9 +332,11 @@ def _check_counts(manifest: dict[str, Any], tables: dict[str, pd.DataFrame], pro
             warnings.append(f"resources.csv has samples for run(s) not in runs.csv, e.g. {stray[0]!r}; ignored")
     if "mean_ms" not in runs.columns:
         return
-    # ab's own mean (runs.csv mean_ms) and the per-request table must describe the same run.
-    means = requests.groupby("run_key", sort=False)["total_ms"].mean().reindex(runs.index)
+    # runs.csv mean_ms (served requests) and the served rows of the per-request table must describe the same run.
+    served = requests[requests["served"] == 1]
+    means = served.groupby("run_key", sort=False)["total_ms"].mean().reindex(runs.index)
     off = (means - pd.to_numeric(runs["mean_ms"], errors="coerce")).abs() > 1.0
+    off &= means.notna()
     for key in runs.index[off.to_numpy()]:
         warnings.append(f"runs.csv run {key}: mean_ms {runs.loc[key, 'mean_ms']:.1f} differs from the mean of its "
                         f"rows in requests.csv ({means[key]:.1f}); the report uses requests.csv")

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import figures, paper, tables
+from analysis.bench.schema import ERROR_CAUSES
 from analysis.load import Results
 from analysis.summarize import per_run
 from analysis.verdict import verdict
@@ -230,16 +231,18 @@ def _concurrency_section(results: Results, t: dict[str, pd.DataFrame], figs: dic
             ("max ms", lambda r: _f(r["max_ms"], 0)),
             ("throughput req/s [t CI]", lambda r: _ci(r, "throughput_rps")),
             ("errors", lambda r: str(r["errors"])),
-            ("length mismatches (not errors)", lambda r: str(r["length_mismatches"])),
+            *((c.replace("_", " "), (lambda r, c=c: str(r[c]))) for c in ERROR_CAUSES),
+            ("2xx of another length (served)", lambda r: str(r["length_mismatches"])),
         ])
         b.append(Table(h, r, "concurrency.csv",
                        "Each repetition is one ab run; statistics are computed per run from ab's per-request times "
                        "(-g, whole ms) and then across repetitions: mean, p95, p99 and throughput with a Student-t "
                        f"{level} interval; the median of the runs' medians with the order-statistic interval (Le "
-                       "Boudec), whose achieved coverage is in parentheses; min and max over all requests. Errors = "
-                       "connect + receive + exception failures + non-2xx replies + empty replies (connections "
-                       "closed with no reply, which ab files under Length); ab's other length mismatches are listed "
-                       "apart because those responses were served."))
+                       "Boudec), whose achieved coverage is in parentheses; min and max over all served requests. "
+                       "Latency covers served requests; failed attempts with no reply are set apart. Errors = "
+                       "requests without a complete 2xx answer, each counted once, = non-2xx + reset + refused + "
+                       "empty reply + timeout (ab's own 'Failed requests' counts a reset three times); 2xx replies "
+                       "of another length are listed apart because they were served."))
         b.append(Figure(figs["response_vs_concurrency"], "Mean response time vs concurrency, with the paper's "
                         "Kubeless values (c=1: 0.2 s; c=20: mean 965 ms, fastest 472 ms, slowest about 1 s)."))
         b.append(Figure(figs["latency_cdf"], "Distribution of every request's response time per concurrency."))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analysis.bench.schema import ERROR_CAUSES
 from analysis.load import Results
 
 QUANTILES = {"median_ms": 0.5, "p95_ms": 0.95, "p99_ms": 0.99}
@@ -18,15 +19,18 @@ QUANTILES = {"median_ms": 0.5, "p95_ms": 0.95, "p99_ms": 0.99}
 def per_run(results: Results) -> pd.DataFrame:
     """Concurrency runs only (warm-up runs excluded), indexed by run_key.
 
-    Latency statistics come from requests.csv (ab -g ``ttime``, whole ms) with numpy's default linear
+    Latency statistics come from the served rows of requests.csv (ab -g ``ttime``, whole ms; failed attempts
+    without a reply are set apart and summarised as ``failed_mean_ms``) with numpy's default linear
     interpolation for percentiles; counts, throughput, server/prediction time and resource use from runs.csv.
-    ``errors`` are real failures (connect, receive, exceptions, non-2xx, and empty replies: connections closed
-    with no response, which ab files under Length); ``length_mismatches`` are ab's Length failures that are
-    neither empty replies nor non-2xx error pages, i.e. 2xx responses of another length, which are served
-    predictions and not errors.
+    ``errors`` are the requests without a complete 2xx answer, each counted once, with their causes beside
+    (schema.ERROR_CAUSES, which add up to it); ``length_mismatches`` are 2xx responses of another length, which
+    are served predictions and not errors.
     """
     runs = results.runs[results.runs["experiment"] == "concurrency"].set_index("run_key")
-    requests = results.requests[results.requests["experiment"] == "concurrency"]
+    all_requests = results.requests[results.requests["experiment"] == "concurrency"]
+    served = all_requests["served"].to_numpy() == 1
+    requests = all_requests[served]
+    failed_mean = all_requests[~served].groupby("run_key", sort=False)["total_ms"].mean()
     grouped = requests.groupby("run_key", sort=False)["total_ms"]
     latency = grouped.agg(["count", "mean", "min", "max"]).rename(
         columns={"count": "n_requests", "mean": "mean_ms", "min": "min_ms", "max": "max_ms"})
@@ -36,14 +40,12 @@ def per_run(results: Results) -> pd.DataFrame:
     out = out.join(latency).join(quantiles)
     out["n_requests"] = out["n_requests"].fillna(0).astype(np.int64)
     out["throughput_rps"] = runs["requests_per_s"]
-    real = ["failed_connect", "failed_receive", "failed_exceptions", "non_2xx", "empty_replies"]
-    counts = runs[[*real, "failed_length"]].fillna(0).astype(np.int64)
-    out["errors"] = counts[real].sum(axis=1)
-    for col in real:
+    out["served_rps"] = runs["served_per_s"]
+    counts = runs[["errors", *ERROR_CAUSES, "length_mismatch"]].fillna(0).astype(np.int64)
+    for col in ("errors", *ERROR_CAUSES):
         out[col] = counts[col]
-    # A non-2xx reply (an error page) has another length too, and ab counts it under Length as well:
-    # what is left are 2xx replies of another length, i.e. served predictions.
-    out["length_mismatches"] = (counts["failed_length"] - counts["empty_replies"] - counts["non_2xx"]).clip(lower=0)
+    out["length_mismatches"] = counts["length_mismatch"]
+    out["failed_mean_ms"] = failed_mean.reindex(out.index)
     out["server_mean_ms"] = runs["server_mean_ms"]
     out["prediction_mean_ms"] = runs["prediction_mean_ms"]
     preds = results.predictions

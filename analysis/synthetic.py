@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.bench import schema
+
 MIB = 1024**2
 T0_US = 1_796_385_600_000_000  # 2026-12-04T12:00:00Z in µs
 
@@ -45,12 +47,21 @@ MODELS = {
 
 @dataclass
 class Fault:
-    """An event to plant in one run: ab's length mismatches, non-2xx replies, receive failures."""
+    """Failed requests to plant in one run, by cause, and served replies of another length."""
 
-    failed_length: int = 0
     non_2xx: int = 0
-    failed_receive: int = 0
-    empty_replies: int = 0  # part of failed_length: connections closed with no reply
+    reset: int = 0
+    refused: int = 0
+    empty_reply: int = 0  # connections closed with no reply
+    length_mismatch: int = 0  # 2xx replies of another length: served, not errors
+
+    @property
+    def no_reply(self) -> int:
+        return self.reset + self.refused + self.empty_reply
+
+    @property
+    def errors(self) -> int:
+        return self.non_2xx + self.no_reply
 
 
 @dataclass
@@ -116,17 +127,22 @@ def write_results(folder: Path, plan: Plan, *, run_id: str = "20261204T120000Z")
         clock_us += int(duration_s * 1e6) + 2_000_000
 
     stopped = plan.stop_after is not None
-    pd.DataFrame(runs).to_csv(folder / "runs.csv", index=False)
-    pd.concat(requests, ignore_index=True).to_csv(folder / "requests.csv", index=False)
-    pd.concat(predictions, ignore_index=True).to_csv(folder / "predictions.csv", index=False)
-    pd.concat(resources, ignore_index=True).to_csv(folder / "resources.csv", index=False)
+    _write(folder, schema.RUNS, pd.DataFrame(runs))
+    _write(folder, schema.REQUESTS, pd.concat(requests, ignore_index=True))
+    _write(folder, schema.PREDICTIONS, pd.concat(predictions, ignore_index=True))
+    _write(folder, schema.RESOURCES, pd.concat(resources, ignore_index=True))
     probe, coldstart = _probe_and_coldstart(rng, plan)
-    probe.to_csv(folder / "probe.csv", index=False)
+    _write(folder, schema.PROBE, probe)
     if not stopped:  # cold starts run last, after the concurrency experiment
-        coldstart.to_csv(folder / "coldstart.csv", index=False)
+        _write(folder, schema.COLDSTART, coldstart)
     manifest = _manifest(plan, run_id, len(order), len(done), None if stopped else clock_us)
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return folder
+
+
+def _write(folder: Path, table: schema.Table, frame: pd.DataFrame) -> None:
+    """In the schema's column order; columns this generator does not model are left empty."""
+    frame.reindex(columns=table.names).to_csv(folder / table.file, index=False)
 
 
 def _ab_run(rng: np.random.Generator, plan: Plan, experiment: str, p: str, c: int, rep: int, n: int,
@@ -141,14 +157,19 @@ def _ab_run(rng: np.random.Generator, plan: Plan, experiment: str, p: str, c: in
     rounds = np.arange(n) // c
     start = clock_us + (rounds * total.mean() * 1000 + rng.uniform(0, 500, n)).astype(np.int64)
     duration_s = float(total.sum() / c / 1000 + 0.01)
+    served = np.ones(n, dtype=np.int64)
+    served[rng.choice(n, size=fault.no_reply, replace=False)] = 0  # failed attempts: no first byte
+    wait = np.where(served == 1, t["wait"], 0)
     requests = pd.DataFrame({
         "run_key": key, "experiment": experiment, "platform": p, "concurrency": c, "repetition": rep,
         "start_s": start[order_idx] // 1_000_000, "connect_ms": t["connect"][order_idx],
-        "processing_ms": t["processing"][order_idx], "total_ms": total[order_idx], "wait_ms": t["wait"][order_idx],
+        "processing_ms": t["processing"][order_idx], "total_ms": total[order_idx], "wait_ms": wait[order_idx],
+        "served": served[order_idx],
     })
-    srt = np.sort(total)
-    pct = {q: float(srt[min(int(n * q / 100), n - 1)]) for q in (50, 66, 75, 80, 90, 95, 98, 99, 100)}
-    ok = n - fault.non_2xx - fault.failed_receive
+    ok_times = total[served == 1]
+    pct = {q: (float(np.percentile(ok_times, q)) if ok_times.size >= schema.samples_needed(q) else None)
+           for q in (50, 90, 95, 99)}
+    ok = n - fault.errors
     ts = (clock_us / 1e6) + np.sort(rng.uniform(0, duration_s, ok))
     predictions = pd.DataFrame({"run_key": key, "platform": p, "ts": np.round(ts, 6),
                                 "prediction_ms": np.round(t["prediction"][:ok], 3), "backend": "litert"})
@@ -160,11 +181,12 @@ def _ab_run(rng: np.random.Generator, plan: Plan, experiment: str, p: str, c: in
                               "cpu_pct": np.round(cpu, 1), "mem_bytes": mem, "mem_limit_bytes": limit})
     run = {
         "run_key": key, "experiment": experiment, "platform": p, "concurrency": c, "repetition": rep,
-        "requests": n, "completed": n, "failed": fault.failed_length + fault.failed_receive, "failed_connect": 0,
-        "failed_receive": fault.failed_receive, "failed_length": fault.failed_length, "failed_exceptions": 0,
-        "non_2xx": fault.non_2xx, "empty_replies": fault.empty_replies, "time_taken_s": round(duration_s, 3),
-        "requests_per_s": round(n / duration_s, 2), "mean_ms": round(float(total.mean()), 3),
-        "min_ms": float(total.min()), "max_ms": float(total.max()),
+        "requests": n, "completed": n, "served": n - fault.errors, "errors": fault.errors,
+        "non_2xx": fault.non_2xx, "reset": fault.reset, "refused": fault.refused, "empty_reply": fault.empty_reply,
+        "timeout": 0, "length_mismatch": fault.length_mismatch,
+        "failed_receive": fault.reset + fault.refused, "time_taken_s": round(duration_s, 3),
+        "requests_per_s": round(n / duration_s, 2), "served_per_s": round((n - fault.errors) / duration_s, 2),
+        "mean_ms": round(float(ok_times.mean()), 3), "min_ms": float(ok_times.min()), "max_ms": float(ok_times.max()),
         **{f"p{q}_ms": v for q, v in pct.items()},
         "server_mean_ms": round(float(t["server"][:ok].mean()), 3),
         "prediction_mean_ms": round(float(t["prediction"][:ok].mean()), 3),
@@ -193,7 +215,8 @@ def _probe_and_coldstart(rng: np.random.Generator, plan: Plan) -> tuple[pd.DataF
 def _manifest(plan: Plan, run_id: str, planned: int, done: int, finished_us: int | None) -> dict:
     stamp = "%Y-%m-%dT%H:%M:%SZ"
     return {
-        "schema_version": 1, "run_id": run_id, "status": "complete" if finished_us else "incomplete",
+        "schema_version": schema.SCHEMA_VERSION, "run_id": run_id,
+        "status": "complete" if finished_us else "incomplete",
         "started_utc": pd.Timestamp(T0_US, unit="us", tz="UTC").strftime(stamp),
         "finished_utc": pd.Timestamp(finished_us, unit="us", tz="UTC").strftime(stamp) if finished_us else None,
         "profile": "synthetic",

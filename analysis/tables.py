@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import paper
+from analysis.bench.schema import ERROR_CAUSES
 from analysis.load import Results
 from analysis.stats import DEFAULT_LEVEL, Interval, Overhead, bootstrap_overhead, mean_ci, median_ci
 
@@ -81,7 +82,8 @@ def concurrency_table(per_run: pd.DataFrame, results: Results, s: Settings) -> p
     - median: the median of the runs' medians with the order-statistic interval across repetitions, whose
       achieved coverage is ``median_ci_level`` (below 95 % when there are fewer than 6 repetitions);
     - min, max: the extremes over every request of every repetition;
-    - errors: connect + receive + exceptions + non-2xx, summed; ab's length mismatches apart.
+    - errors: requests without a complete 2xx answer, each counted once, summed, with their causes beside;
+      2xx replies of another length (ab's length mismatches) apart, as served.
     """
     planned = int(results.config["repetitions"])
     rows = []
@@ -99,8 +101,7 @@ def concurrency_table(per_run: pd.DataFrame, results: Results, s: Settings) -> p
         row["max_ms"] = float(g["max_ms"].max())
         _put(row, "throughput_rps", mean_ci(g["throughput_rps"], s.level))
         row["errors"] = int(g["errors"].sum())
-        for col in ("failed_connect", "failed_receive", "failed_exceptions", "non_2xx", "empty_replies",
-                    "length_mismatches"):
+        for col in (*ERROR_CAUSES, "length_mismatches"):
             row[col] = int(g[col].sum())
         rows.append(row)
     return _order(pd.DataFrame(rows), results)

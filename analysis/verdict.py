@@ -12,6 +12,7 @@ import math
 import pandas as pd
 
 from analysis import paper
+from analysis.bench.schema import ERROR_CAUSES
 from analysis.load import Results
 
 WHY = {
@@ -163,10 +164,9 @@ def _errors(conc: pd.DataFrame, results: Results) -> str | None:
     cells = ", ".join(f"{r.platform} c={r.concurrency}: {r.errors}" for r in where.itertuples())
     text = (f"**Errors**: the paper got every response without an error. This run had {errors} real error(s)"
             + (f" ({cells})" if cells else ""))
-    empty = int(conc["empty_replies"].sum()) if "empty_replies" in conc else 0
-    if empty:
-        text += (f", of which {empty} were connections closed with no reply at all (ab files them under Length; "
-                 "a full listen backlog does this)")
+    causes = [f"{int(conc[c].sum())} {c.replace('_', ' ')}" for c in ERROR_CAUSES if c in conc and conc[c].sum()]
+    if causes and errors:
+        text += ", by what the client saw: " + ", ".join(causes)
     text += (f"; ab also flagged {lengths} response(s) whose length differed from the first one, which are served "
              "predictions, not errors." if lengths else ".")
     return text + aborted

@@ -69,30 +69,76 @@ def test_length_failures_are_counted_apart_from_errors():
     result, meta = load("length")
     f = result.summary.failures
     assert f.length == meta["server"]["short_bodies"] == 25
-    assert f.total == f.length and f.errors == 0
+    assert f.total == f.length
+    c = result.classified  # a shorter 200 is a served reply, not an error
+    assert c.errors == 0 and c.served == meta["server"]["status_200"] == 100
+    assert c.length_mismatch == meta["server"]["short_bodies"]
     assert result.summary.non_2xx == 0 and result.outcome == "ok"
 
 
 def test_connections_closed_without_reply_are_empty_replies_not_length_mismatches():
-    # ab files a connection closed with no reply under Length only; with fixed-length 2xx bodies the
-    # bytes of "HTML transferred" tell them apart from responses of another length.
+    # Recorded against the faithful runtime at c=20: the server saw 90 requests; the other 10 connections were
+    # closed by docker-proxy with no reply, which ab files under Length only.
     result, meta = load("empty_replies")
     s = result.summary
-    assert s.failures.length == 10 and s.failures.errors == 0 and s.non_2xx == 0
-    assert s.completed - result.empty_replies == meta["server"]["requests_seen"] == 90
-    assert result.empty_replies == 10
+    assert s.failures.length == 10 and s.failures.receive == 0 and s.non_2xx == 0
+    c = result.classified
+    assert c.empty_reply == s.completed - meta["server"]["requests_seen"] == 10
+    assert c.errors == 10 and c.served == meta["server"]["status_200"] == 90
+    assert c.length_mismatch == 0
     for scenario in ("length", "non2xx_length", "ok"):  # short bodies / error pages: replies, not empty ones
-        assert load(scenario)[0].empty_replies == 0, scenario
+        assert load(scenario)[0].classified.empty_reply == 0, scenario
 
 
 def test_empty_replies_beside_a_408_page():
     # The 408 page's 746 bytes fill most of the byte deficit of the 5 empty replies; the -g rows that never
-    # saw a first byte still count them.
+    # saw a first byte tell them apart. Ground truth: the runtime's access log (95 x 200, 1 x 408).
     result, meta = load("empty_replies_and_408")
     s = result.summary
-    assert s.failures.length == 6 and s.non_2xx == 1
     assert s.html_transferred_bytes == meta["server"]["client_full_bodies"] * 256 + 746
-    assert result.empty_replies == meta["server"]["client_empty_replies"] == 5
+    c = result.classified
+    assert c.empty_reply == meta["server"]["client_empty_replies"] == 5
+    assert c.non_2xx == meta["server"]["access_log_408"] == 1
+    assert c.errors == meta["requests"] - meta["server"]["client_full_bodies"] == 6
+    # 95 x 200 in the access log but one of them never reached the client whole: 94 served
+    assert c.served == meta["server"]["client_full_bodies"] == 94
+
+
+@pytest.mark.parametrize("scenario, source", [("reset", "stderr"), ("reset_no_v", "inferred")])
+def test_each_reset_is_one_error_not_three(scenario, source):
+    # ab files one reset under Receive, Length *and* Exceptions: "Failed requests" is 3 per reset.
+    result, meta = load(scenario)
+    s = result.summary
+    resets = meta["server"]["resets"]
+    assert s.failures.total == 3 * resets  # the trap
+    c = result.classified
+    assert c.source == source
+    assert (c.reset, c.refused, c.empty_reply, c.non_2xx, c.timeout) == (resets, 0, 0, 0, 0)
+    assert c.errors == resets == 10
+    assert c.served == meta["server"]["status_200"] == 90
+    flags = ab.served_flags(result.requests, c)
+    assert len(flags) == len(result.requests) and flags.count(0) == resets
+
+
+@pytest.mark.parametrize("scenario, source", [("refused", "stderr"), ("refused_no_v", "inferred")])
+def test_each_refused_connection_is_one_error(scenario, source):
+    result, meta = load(scenario)
+    assert meta["server"] is None  # nothing listened: every request failed, once
+    c = result.classified
+    assert result.summary.failures.total > meta["requests"]  # the trap: 30 "failures" for 20 requests
+    assert c.source == source
+    assert (c.refused, c.reset, c.errors, c.served) == (meta["requests"], 0, meta["requests"], 0)
+
+
+def test_resets_beside_shorter_error_pages():
+    # Every 10th connection reset, every 7th reply a shorter 500 (never both): Length holds both kinds.
+    result, meta = load("reset_non2xx")
+    server = meta["server"]
+    c = result.classified
+    assert result.summary.failures.length == server["resets"] + server["short_bodies"]
+    assert (c.reset, c.non_2xx, c.empty_reply, c.length_mismatch) == (server["resets"], server["status_500"], 0, 0)
+    assert c.errors == meta["requests"] - server["status_200"] == 32
+    assert c.served == server["status_200"]
 
 
 def test_accept_variable_length_hides_length_failures():
@@ -146,7 +192,7 @@ def test_refused_port_with_r_is_complete_but_all_failed():
     s = result.summary
     assert meta["server"] is None
     assert s.completed == meta["requests"]  # the trap: nothing answered, yet all "complete"
-    assert s.failures.receive == meta["requests"] and s.failures.errors >= meta["requests"]
+    assert s.failures.receive == meta["requests"]
     assert s.failures.connect == 0  # on loopback, refused shows up as exception/receive, not connect
     # ab -e read past its 20 timings for p98 and p99; they are replaced by the 100 % value
     raw = ab.parse_percentiles(FIXTURES / "refused" / "ab.csv")

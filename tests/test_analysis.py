@@ -69,10 +69,11 @@ def assert_ci(row: dict[str, str], name: str, want: tuple[float, float, float]) 
 
 
 def per_rep(folder: Path) -> dict[tuple[str, int], dict[int, np.ndarray]]:
-    """(platform, concurrency) -> repetition -> the run's total_ms values; warm-up rows skipped."""
+    """(platform, concurrency) -> repetition -> the run's served total_ms values; warm-up rows and failed attempts
+    (served = 0) skipped."""
     out: dict[tuple[str, int], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in rows(folder, "requests.csv"):
-        if r["experiment"] == "concurrency":
+        if r["experiment"] == "concurrency" and r["served"] == "1":
             out[(r["platform"], int(r["concurrency"]))][int(r["repetition"])].append(float(r["total_ms"]))
     return {k: {rep: np.array(v) for rep, v in d.items()} for k, d in out.items()}
 
@@ -112,9 +113,13 @@ def copy(tmp_path: Path) -> Path:
 
 def test_fixture_has_length_mismatches_and_one_non_2xx() -> None:
     runs = [r for r in rows(COMPLETE, "runs.csv") if r["experiment"] == "concurrency"]
-    assert sum(int(r["failed_length"]) for r in runs) == 5
-    assert sum(int(r["empty_replies"]) for r in runs) == 2
+    assert sum(int(r["length_mismatch"]) for r in runs) == 2
+    assert sum(int(r["empty_reply"]) for r in runs) == 2
+    assert sum(int(r["reset"]) for r in runs) == 1
     assert sum(int(r["non_2xx"]) for r in runs) == 1
+    # every failed attempt without a reply has its -g row marked served = 0, and only those
+    requests = [r for r in rows(COMPLETE, "requests.csv") if r["experiment"] == "concurrency"]
+    assert sum(1 for r in requests if r["served"] == "0") == 3
     means = {p: np.mean([float(r["mean_ms"]) for r in runs if r["platform"] == p]) for p in PLATFORMS}
     assert means["function"] > means["container"]
 
@@ -142,19 +147,22 @@ def test_concurrency_table(complete_out: Path) -> None:
         assert close(row["max_ms"], max(v.max() for v in x))
         cell = runs[(platform, c)]
         assert_ci(row, "throughput_rps", t_ci([float(cell[r]["requests_per_s"]) for r in order]))
-        real = sum(int(cell[r][k]) for r in order
-                   for k in ("failed_connect", "failed_receive", "failed_exceptions", "non_2xx", "empty_replies"))
-        assert int(row["errors"]) == real
-        assert int(row["length_mismatches"]) == sum(
-            max(0, int(cell[r]["failed_length"]) - int(cell[r]["empty_replies"]) - int(cell[r]["non_2xx"]))
-            for r in order)
-    # ab's length mismatches are not errors; the one 408 is, and so are the two empty replies ab filed
-    # under Length (connections closed with no response).
+        # errors: requests without a complete 2xx answer = attempts minus served rows... plus the non-2xx
+        # replies, which ab's -g rows cannot tell apart (they stay among the served rows)
+        attempts = sum(int(cell[r]["completed"]) for r in order)
+        no_reply = attempts - sum(len(v) for v in x)
+        non_2xx = sum(int(cell[r]["non_2xx"]) for r in order)
+        assert int(row["errors"]) == no_reply + non_2xx
+        assert int(row["length_mismatches"]) == sum(int(cell[r]["length_mismatch"]) for r in order)
+    # 2xx replies of another length are not errors; the one 408 is, and so are the two empty replies and the
+    # reset (connections closed with no response).
     assert find(table, platform="function", concurrency=5)["errors"] == "0"
     assert find(table, platform="function", concurrency=5)["length_mismatches"] == "2"
-    assert find(table, platform="function", concurrency=20)["errors"] == "3"
+    assert find(table, platform="function", concurrency=20)["errors"] == "4"
+    row = find(table, platform="function", concurrency=20)
+    assert (row["non_2xx"], row["reset"], row["empty_reply"], row["refused"], row["timeout"]) == ("1", "1", "2", "0", "0")
     assert find(table, platform="function", concurrency=20)["length_mismatches"] == "0"  # the 408 page's length
-    assert sum(int(r["errors"]) for r in table) == 3
+    assert sum(int(r["errors"]) for r in table) == 4
 
 
 def test_table1(complete_out: Path) -> None:
@@ -352,9 +360,10 @@ def test_reports_are_written_and_self_contained(complete_out: Path) -> None:
     for text in ("## Verdict", "Table 1", "(paper: Kubeless)", "| 200 |", "| 130 |", "35", "INCOMPLETE"):
         assert (text in md) == (text != "INCOMPLETE"), text
     row = find(out_table(complete_out, "concurrency"), platform="function", concurrency=20)
-    assert f"| function | 20 | 3/3 | 60 | {float(row['mean_ms']):.1f} [" in md
-    assert "ab also flagged 2 response(s)" in md and "3 real error(s)" in md
-    assert "of which 2 were connections closed with no reply" in md
+    assert f"| function | 20 | 3/3 | {row['requests']} | {float(row['mean_ms']):.1f} [" in md
+    assert row["requests"] == "57"  # 60 attempts, 3 of them failed without a reply: latency of the served 57
+    assert "ab also flagged 2 response(s)" in md and "4 real error(s)" in md
+    assert "by what the client saw: 1 non 2xx, 1 reset, 2 empty reply" in md
 
 
 def test_verdict_follows_the_numbers(complete_out: Path) -> None:
@@ -438,7 +447,7 @@ BROKEN = {
                           ["manifest.json is not valid JSON"]),
     "manifest lacks keys": (lambda d: (d / "manifest.json").write_text('{"schema_version": 1}'),
                             ["manifest.json lacks key(s) run_id, status, config"]),
-    "wrong schema version": (lambda d: _set_manifest(d, schema_version=2), ["schema_version 2"]),
+    "wrong schema version": (lambda d: _set_manifest(d, schema_version=1), ["schema_version 1"]),
     "missing runs.csv": (lambda d: (d / "runs.csv").unlink(), ["runs.csv is missing"]),
     "empty requests.csv": (lambda d: (d / "requests.csv").write_text(""), ["requests.csv is empty"]),
     "truncated mid-line": (lambda d: _edit_lines(d, "requests.csv", lambda t: t[: len(t) // 2]),
@@ -456,7 +465,7 @@ BROKEN = {
                             ["requests.csv has 19 row(s) for run concurrency-function-c1-r1 but runs.csv says ab "
                              "completed 20"]),
     "stray requests": (lambda d: _edit_lines(d, "requests.csv",
-                                             lambda t: t + "ghost-run,concurrency,function,1,1,1,0,1,1,1\n"),
+                                             lambda t: t + "ghost-run,concurrency,function,1,1,1,0,1,1,1,1\n"),
                        ["requests.csv has 1 row(s) for run(s) not in runs.csv (e.g. 'ghost-run')"]),
     "unknown platform": (lambda d: _edit_lines(d, "coldstart.csv", lambda t: t.replace("\ncontainer,", "\nlambda,", 1)),
                          ["coldstart.csv: platform(s) lambda are not in manifest.json"]),

@@ -116,7 +116,7 @@ class AbCommand:
         if self.post_file is not None:
             argv += ["-p", str(self.post_file), "-T", self.content_type]
         if self.continue_on_receive_errors:
-            argv.append("-r")
+            argv += ["-r", "-v", "1"]  # -v 1: one stderr line per receive error, naming it (reset/refused)
         if self.keepalive:
             argv.append("-k")
         if self.accept_variable_length:
@@ -151,12 +151,7 @@ class AbFailures:
     connect: int = 0
     receive: int = 0
     length: int = 0
-    exceptions: int = 0
-
-    @property
-    def errors(self) -> int:
-        """Failures that are real errors, i.e. all but Length (which only means 'body size changed')."""
-        return self.connect + self.receive + self.exceptions
+    exceptions: int = 0  # no sum of these is a count of failed requests: see RequestClasses
 
 
 @dataclass(frozen=True)
@@ -233,27 +228,22 @@ class AbResult:
         return self.error is not None
 
     @property
-    def empty_replies(self) -> int:
-        """Length failures that were no response at all, rather than a response of another length.
+    def classified(self) -> RequestClasses | None:
+        """Each attempt of the run in exactly one class (None when ab printed no statistics)."""
+        if self.summary is None:
+            return None
+        return classify(self.summary, self.stderr_text(), self.requests, timed_out=self.timed_out)
 
-        ab files a connection closed without any reply (e.g. by a server whose listen backlog overflowed,
-        seen through docker-proxy) under Length only. Our 2xx bodies all have one length L, so without
-        non-2xx replies such replies leave "HTML transferred" short by exactly L bytes each, while a body
-        that is merely shorter leaves a deficit that is not a multiple of L. Otherwise (mixed, or error pages
-        whose bodies fill the byte count) the -g rows that never saw a first byte (wait 0 ms although the
-        request took >= 1 ms) are counted, capped by the Length failures that are not non-2xx replies and,
-        without non-2xx replies, by the byte deficit.
-        """
-        s = self.summary
-        if s is None or not s.document_length or s.html_transferred_bytes is None or not s.failures.length:
-            return 0
-        length = s.document_length
-        deficit = (s.completed - s.non_2xx) * length - s.html_transferred_bytes
-        if s.non_2xx == 0 and deficit > 0 and deficit % length == 0:
-            return min(s.failures.length, deficit // length)
-        cap = s.failures.length - s.non_2xx if s.non_2xx else deficit // length
-        no_first_byte = sum(1 for r in self.requests if r.wait_ms == 0 and r.total_ms >= 1)
-        return max(0, min(cap, no_first_byte))
+    @property
+    def timed_out(self) -> bool:
+        """ab gave up on a request slower than -s (it then aborts the whole run)."""
+        return bool(self.error and "timeout specified has expired" in self.error)
+
+    def stderr_text(self) -> str:
+        try:
+            return self.stderr_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
 
     @property
     def outcome(self) -> str:
@@ -288,6 +278,108 @@ class AbResult:
             "notes": self.notes,
         }
         return json.loads(json.dumps(data, default=str))
+
+
+# ---------------------------------------------------------------------------------- request classes
+_RECV_ERROR = re.compile(r"^apr_socket_recv: (?P<text>.*?) \((?P<code>\d+)\)\s*$", re.MULTILINE)
+ECONNREFUSED, ECONNRESET = 111, 104
+
+
+@dataclass(frozen=True)
+class RequestClasses:
+    """ab's attempts, each counted once, in exactly one class; `served + errors == attempts`.
+
+    ab's own "Failed requests" counts one bad attempt up to three times (a reset is a Receive, a Length and
+    an Exceptions failure; a refused connection a Receive and sometimes an Exceptions one), so its total is
+    not a number of requests. The classes are derived instead from facts that count each attempt once:
+    - with `-r`, every reset or refused attempt is exactly one Receive failure, and ab `-v 1` names each one
+      on stderr (`apr_socket_recv: Connection refused (111)` / `Connection reset by peer (104)`);
+    - a connection closed with no byte of reply is only a Length failure: with fixed-length 2xx bodies (ours:
+      256 bytes) the 2xx bodies account for "HTML transferred", so the missing bytes count the empty replies;
+      where non-2xx pages blur that sum, the -g rows that saw no first byte are counted instead;
+    - "Non-2xx responses" counts whole replies with another status.
+    `source` says how reset and refused were told apart: `stderr` (ab -v 1), or `inferred` for runs recorded
+    without -v 1 (all refused when no byte ever arrived, else all reset).
+    """
+
+    attempts: int
+    non_2xx: int
+    reset: int
+    refused: int
+    empty_reply: int
+    timeout: int
+    length_mismatch: int
+    source: str
+
+    @property
+    def errors(self) -> int:
+        return self.non_2xx + self.reset + self.refused + self.empty_reply + self.timeout
+
+    @property
+    def served(self) -> int:
+        return self.attempts - (self.errors - self.timeout)  # a timed-out attempt has no -g row
+
+    @property
+    def no_reply(self) -> int:
+        """Failed attempts that got no reply at all: the -g rows to set apart from the latency of served ones."""
+        return self.reset + self.refused + self.empty_reply
+
+
+def classify(summary: AbSummary, stderr: str, rows: Sequence[AbRequest] = (), timed_out: bool = False
+             ) -> RequestClasses:
+    """Count each attempt of one ab run once (see RequestClasses)."""
+    f = summary.failures
+    receive = f.receive
+    codes = [int(m.group("code")) for m in _RECV_ERROR.finditer(stderr)]
+    if codes and len(codes) == receive:
+        refused = sum(1 for c in codes if c == ECONNREFUSED)
+        reset = receive - refused
+        source = "stderr"
+    else:
+        never_replied = not summary.html_transferred_bytes and summary.completed == receive
+        refused, reset = (receive, 0) if never_replied else (0, receive)
+        source = "inferred"
+    # Attempts without a reply after a first reply set ab's document length also add a Length failure each.
+    length_of_no_reply = receive if summary.document_length else 0
+    cap = max(0, f.length - length_of_no_reply)
+    empty = 0
+    length = summary.document_length
+    if cap and length and summary.html_transferred_bytes is not None:
+        replies = summary.completed - receive
+        if summary.non_2xx == 0:
+            deficit = replies * length - summary.html_transferred_bytes
+            if deficit > 0 and deficit % length == 0:
+                empty = min(cap, deficit // length)
+            else:  # some bodies merely shorter: rows without a first byte, as many as the missing bytes allow
+                empty = min(cap, max(0, deficit) // length, max(0, _no_first_byte(rows) - receive))
+        else:  # error pages of other lengths fill the byte count: count rows without a first byte
+            empty = min(max(0, cap - summary.non_2xx), max(0, _no_first_byte(rows) - receive))
+    mismatch = max(0, f.length - length_of_no_reply - empty - summary.non_2xx)
+    return RequestClasses(attempts=summary.completed, non_2xx=summary.non_2xx, reset=reset, refused=refused,
+                          empty_reply=empty, timeout=1 if timed_out else 0, length_mismatch=mismatch,
+                          source=source)
+
+
+def _no_first_byte(rows: Sequence[AbRequest]) -> int:
+    return sum(1 for r in rows if r.wait_ms == 0 and r.total_ms >= 1)
+
+
+def served_flags(rows: Sequence[AbRequest], classes: RequestClasses | None) -> list[int]:
+    """1 for each -g row counted as a reply, 0 for the rows of failed attempts that got none.
+
+    ab's -g rows carry no status. An attempt that got no reply never saw a first byte (wait 0), so the
+    `classes.no_reply` rows are taken from those: first the ones that took >= 1 ms, longest first (a reply
+    that merely came within the same millisecond has total 0-1 ms), then the rest. Non-2xx replies cannot be
+    told apart in -g at all: they stay in the served rows (the report says so where a cell has any).
+    """
+    flags = [1] * len(rows)
+    if classes is None or not classes.no_reply:
+        return flags
+    candidates = sorted((i for i, r in enumerate(rows) if r.wait_ms == 0),
+                        key=lambda i: (rows[i].total_ms < 1, -rows[i].total_ms))
+    for i in candidates[:classes.no_reply]:
+        flags[i] = 0
+    return flags
 
 
 # ------------------------------------------------------------------------------------------- parsing
@@ -470,6 +562,8 @@ def repair_percentiles(percentiles: dict[float, float], done: int) -> tuple[dict
 def abort_reason(stdout: str, stderr: str, returncode: int | None) -> str | None:
     """Why ab gave up, from what it printed; None when it finished normally."""
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not _PROGRESS_LINE.match(ln.strip())]
+    if returncode == 0:  # with -r -v 1 ab notes each receive error it survived; those do not end the run
+        lines = [ln for ln in lines if not _RECV_ERROR.match(ln)]
     reasons = [ln for ln in lines if _ABORT_LINE.match(ln)]
     if returncode == 0 and not reasons:
         return None

@@ -18,9 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from analysis.bench import SCHEMA_VERSION, ab
+from analysis.bench import ab
 from analysis.bench.client import DockerError, docker_inspect
 from analysis.bench.config import BenchConfig, PlanItem, config_from_dict, make_plan
+from analysis.bench.schema import SCHEMA_VERSION
 
 MANIFEST = "manifest.json"
 DONE = "done.json"

@@ -12,30 +12,23 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from analysis.bench import ab
+from analysis.bench import ab, schema
 from analysis.bench.logs import prediction_records
 from analysis.bench.manifest import DONE, RunFolder, read_json, utc_now
 from analysis.bench.metrics import server_mean_ms
 from analysis.bench.resources import RESOURCES_FILE
 from analysis.bench.runner import COLDSTART_FILE, METRICS_AFTER, METRICS_BEFORE, PROBE_FILE
 
-RUNS_COLUMNS = [
-    "run_key", "experiment", "platform", "concurrency", "repetition", "requests", "completed", "failed",
-    "failed_connect", "failed_receive", "failed_length", "failed_exceptions", "non_2xx", "empty_replies",
-    "time_taken_s",
-    "requests_per_s", "mean_ms", "min_ms", "max_ms", "p50_ms", "p66_ms", "p75_ms", "p80_ms", "p90_ms", "p95_ms",
-    "p98_ms", "p99_ms", "p100_ms", "server_mean_ms", "prediction_mean_ms", "cpu_mean_pct", "cpu_max_pct",
-    "mem_max_bytes", "mem_limit_bytes", "started_utc", "outcome", "error",
-]
-REQUESTS_COLUMNS = ["run_key", "experiment", "platform", "concurrency", "repetition", "start_s", "connect_ms",
-                    "processing_ms", "total_ms", "wait_ms"]
-PROBE_COLUMNS = ["platform", "seq", "status", "response_ms", "prediction_ms", "error"]
-PREDICTIONS_COLUMNS = ["run_key", "platform", "ts", "prediction_ms", "backend"]
-COLDSTART_COLUMNS = ["platform", "repetition", "kind", "start_to_first_200_ms", "attempts", "outcome", "stop_ms",
-                     "start_command_ms", "first_200_prediction_ms", "error"]
-RESOURCES_COLUMNS = ["run_key", "platform", "t_s", "cpu_pct", "mem_bytes", "mem_limit_bytes"]
+RUNS_COLUMNS = schema.RUNS.names
+REQUESTS_COLUMNS = schema.REQUESTS.names
+PROBE_COLUMNS = schema.PROBE.names
+PREDICTIONS_COLUMNS = schema.PREDICTIONS.names
+COLDSTART_COLUMNS = schema.COLDSTART.names
+RESOURCES_COLUMNS = schema.RESOURCES.names
+PERCENTILES = (50, 90, 95, 99)
 
 
 def _resource_rows(path: Path, started_epoch: float | None = None) -> list[dict[str, Any]]:
@@ -140,7 +133,7 @@ def finalize(folder: RunFolder) -> tuple[list[str], list[str]]:
         outcomes=dict(outcomes),
         problems=problems,
     )
-    return _summary(folder, runs, probe, coldstart, missing), problems
+    return _summary(folder, runs, requests, probe, coldstart, missing), problems
 
 
 def _ab_run(folder: RunFolder, run_dir: Path, done: dict[str, Any]
@@ -152,25 +145,35 @@ def _ab_run(folder: RunFolder, run_dir: Path, done: dict[str, Any]
     key, platform_name = done["run_key"], done["platform"]
     ident = {"run_key": key, "experiment": done["experiment"], "platform": platform_name,
              "concurrency": done["concurrency"], "repetition": done["repetition"]}
+    classes = result.classified
+    flags = ab.served_flags(result.requests, classes)
     rows = [{**ident, "start_s": r.start_s, "connect_ms": r.connect_ms, "processing_ms": r.processing_ms,
-             "total_ms": r.total_ms, "wait_ms": r.wait_ms} for r in result.requests]
-    totals = [r.total_ms for r in result.requests]
+             "total_ms": r.total_ms, "wait_ms": r.wait_ms, "served": flag}
+            for r, flag in zip(result.requests, flags, strict=True)]
+    served = np.array([r.total_ms for r, flag in zip(result.requests, flags, strict=True) if flag], dtype=float)
+    failed = [r.total_ms for r, flag in zip(result.requests, flags, strict=True) if not flag]
     samples = _resource_rows(run_dir / RESOURCES_FILE, done.get("started_epoch"))
     platform = folder.config.platforms.get(platform_name)
     s = result.summary
     row: dict[str, Any] = {**ident, "requests": done["requests"]}
-    if s is not None:
+    if s is not None and classes is not None and result.outcome != "aborted":
         f = s.failures
-        row.update(completed=s.completed, failed=f.total, failed_connect=f.connect, failed_receive=f.receive,
-                   failed_length=f.length, failed_exceptions=f.exceptions, non_2xx=s.non_2xx,
-                   empty_replies=result.empty_replies,
-                   time_taken_s=s.time_taken_s, requests_per_s=s.requests_per_s)
+        row.update(completed=s.completed, served=classes.served, errors=classes.errors, non_2xx=classes.non_2xx,
+                   reset=classes.reset, refused=classes.refused, empty_reply=classes.empty_reply,
+                   timeout=classes.timeout, length_mismatch=classes.length_mismatch, failed=f.total,
+                   failed_connect=f.connect, failed_receive=f.receive, failed_length=f.length,
+                   failed_exceptions=f.exceptions, time_taken_s=s.time_taken_s, requests_per_s=s.requests_per_s,
+                   served_per_s=_round(classes.served / s.time_taken_s) if s.time_taken_s else None)
+        row.update(
+            mean_ms=_round(float(served.mean())) if served.size else None,
+            min_ms=float(served.min()) if served.size else None,
+            max_ms=float(served.max()) if served.size else None,
+            failed_mean_ms=_round(sum(failed) / len(failed)) if failed else None,
+            **{f"p{p}_ms": (_round(float(np.percentile(served, p)))
+                            if served.size >= schema.samples_needed(p) else None) for p in PERCENTILES},
+        )
     row.update(
-        mean_ms=_round(sum(totals) / len(totals)) if totals else None,
-        min_ms=min(totals) if totals else None,
-        max_ms=max(totals) if totals else None,
-        **{f"p{p}_ms": result.percentile(p) for p in ab.PERCENTILE_COLUMNS},
-        server_mean_ms=_round(server_mean_ms(run_dir / METRICS_BEFORE, run_dir / METRICS_AFTER,
+    server_mean_ms=_round(server_mean_ms(run_dir / METRICS_BEFORE, run_dir / METRICS_AFTER,
                                              platform.server_time_metric if platform else None)),
     )
     preds = [r.get("prediction_ms") for r in prediction_records(run_dir)]
@@ -216,7 +219,8 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return f"{value:.{digits}f}"
 
 
-def _summary(folder: RunFolder, runs: list[dict[str, Any]], probe: list[dict[str, Any]],
+def _summary(folder: RunFolder, runs: list[dict[str, Any]], requests: list[dict[str, Any]],
+             probe: list[dict[str, Any]],
              coldstart: list[dict[str, Any]], missing: list[str]) -> list[str]:
     m = folder.manifest
     lines = [f"run {m['run_id']}: {m['status']} ({m['runs_done']}/{m['runs_planned']} steps done)"]
@@ -226,19 +230,19 @@ def _summary(folder: RunFolder, runs: list[dict[str, Any]], probe: list[dict[str
     frame = pd.DataFrame(runs, columns=RUNS_COLUMNS)
     frame = frame[frame["experiment"] == "concurrency"]
     if not frame.empty:
-        lines.append(f"  {'platform':10} {'c':>3} {'reps':>4} {'req/s':>8} {'mean ms':>8} {'p50 ms':>7} "
-                     f"{'p99 ms':>7} {'errors':>6} {'empty':>6} {'length':>6} {'non2xx':>6} {'aborted':>7}")
+        causes = " ".join(f"{c:>6}" for c in ("non2xx", "reset", "refus", "empty", "tmout"))
+        lines.append(f"  {'platform':10} {'c':>3} {'reps':>4} {'served/s':>8} {'mean ms':>8} {'p50 ms':>7} "
+                     f"{'p99 ms':>7} {'errors':>6} {causes} {'aborted':>7}")
         for (platform, conc), g in frame.groupby(["platform", "concurrency"], sort=True):
-            empty = g["empty_replies"].fillna(0).sum()
-            errors = (g["failed_connect"].fillna(0) + g["failed_receive"].fillna(0)
-                      + g["failed_exceptions"].fillna(0)).sum() + empty
+            keys = set(g["run_key"])
+            totals = np.array([r["total_ms"] for r in requests if r["run_key"] in keys and r["served"]], dtype=float)
+            p50 = float(np.percentile(totals, 50)) if totals.size >= schema.samples_needed(50) else None
+            p99 = float(np.percentile(totals, 99)) if totals.size >= schema.samples_needed(99) else None
+            counts = " ".join(f"{int(g[c].fillna(0).sum()):>6}" for c in schema.ERROR_CAUSES)
             lines.append(
-                f"  {platform:10} {conc:>3} {len(g):>4} {_fmt(g['requests_per_s'].median()):>8} "
-                f"{_fmt(g['mean_ms'].median()):>8} {_fmt(g['p50_ms'].median()):>7} {_fmt(g['p99_ms'].median()):>7} "
-                f"{int(errors):>6} {int(empty):>6} "
-                f"{int(max(0, g['failed_length'].fillna(0).sum() - empty - g['non_2xx'].fillna(0).sum())):>6} "
-                f"{int(g['non_2xx'].fillna(0).sum()):>6} "
-                f"{int((g['outcome'] != 'ok').sum()):>7}"
+                f"  {platform:10} {conc:>3} {len(g):>4} {_fmt(g['served_per_s'].median()):>8} "
+                f"{_fmt(totals.mean() if totals.size else None):>8} {_fmt(p50):>7} {_fmt(p99):>7} "
+                f"{int(g['errors'].fillna(0).sum()):>6} {counts} {int((g['outcome'] != 'ok').sum()):>7}"
             )
     for platform in sorted({r["platform"] for r in probe}):
         ok = [r for r in probe if r["platform"] == platform and r["status"] == 200 and r["error"] is None]
