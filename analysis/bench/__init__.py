@@ -10,6 +10,6 @@ client (HTTP over TCP and the Docker socket), metrics (Prometheus /metrics), log
 stdout), resources (CPU/memory sampling), runner (the steps), tidy (the CSVs), cli (argparse).
 """
 
-from analysis.bench.schema import PLATFORMS, SCHEMA_VERSION  # noqa: E402 - re-exported: defined in schema.py
+from analysis.bench.schema import PLATFORMS, SCHEMA_VERSION  # re-exported: defined once, in schema.py
 
 __all__ = ["PLATFORMS", "SCHEMA_VERSION"]
