@@ -1,5 +1,6 @@
-"""``python -m analysis [RESULTS_DIR] [--out DIR]``: one benchmark run in, tables, figures and a report out.
-``python -m analysis benchmark``: time the summarization of a million synthetic requests."""
+"""``python -m analysis [report] [RESULTS_DIR] [--out DIR]``: one benchmark run in, tables, figures and a report
+out (the default subcommand). ``python -m analysis benchmark``: time the summarization of a million synthetic
+requests. Each subcommand has its own ``--help``."""
 
 from __future__ import annotations
 
@@ -15,17 +16,34 @@ EXIT_BAD_INPUT = 2
 EXIT_INCOMPLETE = 3
 
 
+SUBCOMMANDS = ("report", "benchmark")  # `report` is the default: `python -m analysis [RESULTS_DIR]`
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m analysis",
+        description="Benchmark results in, tables, figures and a report out. Without a subcommand it runs "
+                    "`report` on RESULTS_DIR (default: the newest folder under results/).",
+        epilog="`python -m analysis SUBCOMMAND --help` explains each subcommand's flags.",
+    )
+    sub = p.add_subparsers(dest="command", metavar="SUBCOMMAND")
+    _report_arguments(sub.add_parser(
+        "report", help="the report of one run (the default subcommand)",
         description="Turn one benchmark results folder (written by `ansible-playbook bench.yml`, schema in "
                     "analysis/RESULTS.md) into report.md, a self-contained report.html, every table as CSV and "
                     "the figures as PNG, with the paper's values beside ours.",
-        epilog="Subcommand: `python -m analysis benchmark [--rows N]` times the summarization of N synthetic "
-               "per-request rows (see `python -m analysis benchmark --help`). Exit status: 0 report written, "
-               f"{EXIT_BAD_INPUT} the folder cannot be analysed (each problem is printed with its file), "
-               f"{EXIT_INCOMPLETE} report written but the run is incomplete and --fail-on-incomplete was given.",
-    )
+        epilog=f"Exit status: 0 report written, {EXIT_BAD_INPUT} the folder cannot be analysed (each problem is "
+               f"printed with its file), {EXIT_INCOMPLETE} report written but the run is incomplete and "
+               "--fail-on-incomplete was given."))
+    from analysis import summary_speed
+
+    summary_speed.add_arguments(sub.add_parser(
+        "benchmark", help="time the summarization of a million synthetic per-request rows",
+        description=summary_speed.DESCRIPTION))
+    return p
+
+
+def _report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("results_dir", nargs="?", type=Path, metavar="RESULTS_DIR",
                    help="the run folder, results/<run_id>/ (default: the newest folder under --results-root)")
     p.add_argument("--out", type=Path, metavar="DIR",
@@ -42,20 +60,26 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-on-incomplete", action="store_true",
                    help=f"exit with status {EXIT_INCOMPLETE} (after writing the report) when the run is "
                         "incomplete, e.g. to stop a pipeline; by default an incomplete run is only flagged")
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["benchmark"]:
-        from analysis.summary_speed import main as benchmark
+    if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help")):
+        argv = ["report", *argv]  # the default subcommand
+    p = parser()
+    args = p.parse_args(argv)
+    if args.command == "benchmark":
+        from analysis import summary_speed
 
-        return benchmark(argv[1:])
-    args = parser().parse_args(argv)
+        return summary_speed.run_args(args)
+    return report(args, p)
+
+
+def report(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
     if not 0 < args.confidence < 1:
-        parser().error(f"--confidence must be between 0 and 1, got {args.confidence}")
+        p.error(f"--confidence must be between 0 and 1, got {args.confidence}")
     if args.bootstrap_resamples < 100:
-        parser().error("--bootstrap-resamples must be at least 100")
+        p.error("--bootstrap-resamples must be at least 100")
     try:
         folder = args.results_dir or newest_results_dir(args.results_root)
         results = load_results(folder)

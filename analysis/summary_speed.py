@@ -19,11 +19,11 @@ from analysis.synthetic import Plan, write_results
 TARGET_S = 10.0
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m analysis benchmark",
-        description="Time the summarization of a synthetic run with ROWS per-request rows (2 platforms x "
-                    "concurrency 1, 5, 10, 20 x 5 repetitions, ROWS/40 requests per ab run).")
+DESCRIPTION = ("Time the summarization of a synthetic run with ROWS per-request rows (2 platforms x concurrency 1, "
+               "5, 10, 20 x 5 repetitions, ROWS/40 requests per ab run).")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--rows", type=int, default=1_000_000,
                    help="per-request rows to generate, split evenly over 40 ab runs (default: 1000000)")
     p.add_argument("--keep", type=Path, metavar="DIR",
@@ -66,8 +66,15 @@ def run(rows: int, folder: Path, with_report: bool) -> dict[str, float]:
     return t
 
 
+def parser() -> argparse.ArgumentParser:
+    return add_arguments(argparse.ArgumentParser(prog="python -m analysis benchmark", description=DESCRIPTION))
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    return run_args(parser().parse_args(argv))
+
+
+def run_args(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp) / "synthetic-run"
         t = run(args.rows, folder, args.report)
