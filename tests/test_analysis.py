@@ -554,8 +554,12 @@ def test_not_a_folder(tmp_path: Path) -> None:
 def test_cli_help_explains_every_flag() -> None:
     out = subprocess.run([sys.executable, "-m", "analysis", "--help"], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout
+    for subcommand in ("report", "benchmark"):
+        assert f"    {subcommand}" in out
+    out = subprocess.run([sys.executable, "-m", "analysis", "report", "--help"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
     for flag in ("RESULTS_DIR", "--out", "--results-root", "--confidence", "--bootstrap-resamples", "--seed",
-                 "--fail-on-incomplete", "benchmark"):
+                 "--fail-on-incomplete"):
         assert flag in out
     out = subprocess.run([sys.executable, "-m", "analysis", "benchmark", "--help"], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout
