@@ -1,8 +1,9 @@
-"""`python -m image`: run the model server, benchmark it, or show its settings.
+"""`python -m image`: run the model server or show its settings.
 
 python -m image serve                 # gunicorn with the production config (what the image's CMD runs)
-python -m image bench --image TAG     # ApacheBench against a capped container (python -m image.bench --help)
 python -m image settings              # every environment knob, its default and its value here
+
+Its benchmark lives with the other measurements (image/README.md, "Tests and benchmark").
 """
 
 from __future__ import annotations
@@ -28,16 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m image", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run gunicorn with image/gunicorn_conf.py (settings from the environment)")
-    sub.add_parser("bench", help="benchmark the server; the options are python -m image.bench's", add_help=False)
     sub.add_parser("settings", help="print the environment knobs and their values")
     args, rest = parser.parse_known_args(argv)
     if args.command == "serve":
         gunicorn = [sys.executable, "-m", "gunicorn", "--config", "python:image.gunicorn_conf"]
         os.execv(sys.executable, [*gunicorn, *rest, "image.server:application"])  # noqa: S606 - replaces this process
-    if args.command == "bench":
-        from image import bench
-
-        return bench.main(rest)
     return _settings()
 
 

@@ -8,7 +8,6 @@ import json
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from image import settings
 from model import LABELS
 from model.inference import RESULT_JSON_LENGTH
 from tests.fixtures_image import (
-    REPO_ROOT,
     gunicorn_server,
     png_of,
     predict,
@@ -169,20 +167,6 @@ def test_listen_backlog_is_deep(image_server):
     backlog = int(out.stdout.split()[2])  # Send-Q of a listening socket is its backlog
     somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
     assert backlog == min(2048, somaxconn) and backlog >= 128
-
-
-def test_bench_prints_its_numbers(image_server, trained_model_dir, tmp_path):
-    argv = [
-        sys.executable, "-m", "image.bench", "--url", image_server.url, "-c", "1", "4", "-n", "12", "--warmup", "2",
-        "--floor-requests", "5", "--model-dir", str(trained_model_dir), "--out", str(tmp_path),
-    ]  # fmt: skip
-    done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "2 CPUs can serve" in done.stdout and "target zero non-2xx and failed requests: ok" in done.stdout
-    report = json.loads((tmp_path / "report.json").read_text())
-    assert [row["concurrency"] for row in report["ab"]] == [1, 4]
-    assert all(row["completed"] == 12 and row["non_2xx"] == 0 and row["server_mean_ms"] > 0 for row in report["ab"])
-    assert (tmp_path / "c4" / "ab.stdout").is_file()
 
 
 # ------------------------------------------------------------------------------------------------ lifecycle

@@ -1,14 +1,15 @@
-"""Benchmark the model server container and print the numbers the issue's targets are about.
+"""`python -m analysis.bench micro-app`: benchmark the model server container and print the numbers its targets
+are about.
 
-    python -m image.bench --image kubeless-dl-eval/app          # start a capped container, measure, remove it
-    python -m image.bench --url http://127.0.0.1:30081 --container kde-app   # measure a running one
+    python -m analysis.bench micro-app --image kubeless-dl-eval/app    # start a capped container, measure, remove it
+    python -m analysis.bench micro-app --url http://127.0.0.1:30081 --container kde-app    # measure a running one
 
 What it does, in order:
 1. the in-process floor: the same model and backend in this process, one TensorFlow thread (as each
    worker has), N predictions of the payload -> prediction time p50 and CPU time per request, hence the
    most requests/s `--cpus` cores could serve with no HTTP at all (cpus / CPU time per request);
-2. ApacheBench at each concurrency (default 1, 5, 10, 20) after a warm-up run, POSTing the project's
-   benchmark payload (analysis.bench.payloads, a 500x375 photo-like JPEG), with /metrics scraped around each run;
+2. ApacheBench at each concurrency (default 1, 5, 10, 20) after a warm-up run, POSTing bench.yml's payload
+   (analysis.bench.payloads' 500x375 photo-like JPEG), with /metrics scraped around each run;
 3. the container's memory: cgroup usage and peak, and the summed PSS of its processes;
 4. the targets: c=1 p50 <= prediction p50 + 2 ms, c=20 throughput >= 80 % of the floor, zero non-2xx,
    memory < 1.5 GB.
@@ -21,20 +22,35 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from analysis.bench import payloads
 from analysis.bench.ab import AbCommand, run_ab
+from analysis.bench.metrics import scrape, server_mean_ms
+from analysis.bench.micro_harness import (
+    Container,
+    capped_container,
+    docker,
+    docker_host,
+    payload_file,
+    prediction_ms,
+    wait_ready,
+)
+from analysis.bench.resources import CgroupSource, DockerStatsSource, ResourceError, ResourceSource
 
+DESCRIPTION = "Benchmark the model server container and print the numbers its targets are about."
+EPILOG = (
+    "In order: the in-process floor (same model, one thread, no HTTP), ab at each concurrency after a warm-up "
+    "with /metrics scraped around each run, the container's memory, then the targets: c=1 p50 <= prediction p50 "
+    "+ 2 ms, c=20 throughput >= 80 % of the floor, zero non-2xx, memory < 1.5 GB. Numbers taken on a shared "
+    "machine are only as good as its idle cores."
+)
 BENCH_CONTAINER_PREFIX = "kde-bench-"
-READY_TIMEOUT_S = 180
+SERVER_TIME_METRIC = "http_request_duration_seconds"
+METRICS_TIMEOUT_S = 10
+LOG_SETTLE_S = 0.5
 MEMORY_TARGET_BYTES = 1.5e9
 PSS_SCRIPT = r"""
 import glob, json
@@ -52,53 +68,63 @@ print(json.dumps({'pss_bytes': total, 'processes': procs}))
 """
 
 
-# ----------------------------------------------------------------------------------------- helpers
-def http_get(url: str, timeout: float = 5) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - user-given http URL
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+# ----------------------------------------------------------------------------------------- the container
+def docker_bytes(value: float) -> str:
+    """A size as `docker stats` prints it (go-units BytesSize: 1024 steps, 4 significant digits): 412.3MiB."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+    step = 0
+    while value >= 1024 and step < len(units) - 1:
+        value /= 1024
+        step += 1
+    return f"{value:.4g}{units[step]}"
 
 
-def wait_ready(base_url: str, timeout_s: float = READY_TIMEOUT_S) -> float:
-    """Seconds until /readyz answered 200; RuntimeError after timeout_s."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
+class ContainerResources:
+    """CPU time and memory of one container: its cgroup files where this machine sees them, else the Engine API."""
+
+    def __init__(self, container: str) -> None:
+        self.container = container
+        self.stats = DockerStatsSource(container, docker_host())
+        self.source: ResourceSource
         try:
-            if http_get(f"{base_url}/readyz", timeout=2)[0] == 200:
-                return time.monotonic() - started
-        except OSError:
-            pass
-        time.sleep(0.25)
-    raise RuntimeError(f"{base_url}/readyz did not answer 200 within {timeout_s} s")
+            self.source = CgroupSource(container=container, docker_host=docker_host())
+        except ResourceError:
+            self.source = self.stats
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time the container's cgroup has used so far, if readable here."""
+        try:
+            usage_ns = self.source.sample()["cpu_usage_ns"]
+        except (ResourceError, OSError, ValueError, KeyError):
+            return None
+        return None if usage_ns is None else usage_ns / 1e9
 
-def scrape(base_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    from prometheus_client.parser import text_string_to_metric_families
+    def peak_bytes(self) -> int | None:
+        """The cgroup's memory high-water mark (v1 max_usage_in_bytes, v2 memory.peak), if readable here."""
+        if not isinstance(self.source, CgroupSource):
+            return None
+        path = self.source.mem_dir / ("memory.peak" if self.source.v2 else "memory.max_usage_in_bytes")
+        try:
+            return int(path.read_text())
+        except (OSError, ValueError):
+            return None
 
-    samples = {}
-    for family in text_string_to_metric_families(http_get(f"{base_url}/metrics")[1].decode()):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
-
-
-def _sum(samples: dict, name: str, **labels: str) -> float:
-    want = set(labels.items())
-    return sum(v for (n, lab), v in samples.items() if n == name and want <= set(lab))
-
-
-def docker(*args: str, check: bool = True, timeout: float = 120) -> str:
-    done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
-    if check and done.returncode != 0:
-        raise RuntimeError(f"docker {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
-    return done.stdout
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
+    def memory(self) -> dict[str, Any]:
+        """Memory now (as docker stats shows it), the cgroup peak, and the PSS of the container's processes."""
+        result: dict[str, Any] = {}
+        try:
+            now = self.stats.sample()
+            limit = now.get("mem_limit_bytes")
+            result["docker_stats_usage"] = f"{docker_bytes(now['mem_bytes'])} / {docker_bytes(limit or 0)}"
+        except ResourceError:
+            result["docker_stats_usage"] = None
+        peak = self.peak_bytes()
+        if peak is not None:
+            result["cgroup_peak_bytes"] = peak
+        pss = docker("exec", self.container, "python3", "-c", PSS_SCRIPT, check=False, timeout=60).stdout.strip()
+        if pss:
+            result.update(json.loads(pss))
+        return result
 
 
 # ----------------------------------------------------------------------------------------- measurements
@@ -115,7 +141,7 @@ def in_process_floor(
 
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-    from model.inference import Predictor
+    from model.inference import Predictor  # the inference core both images copy: the model path they serve
 
     predictor = Predictor(model_dir, backend=backend)
     for _ in range(5):
@@ -142,107 +168,63 @@ def in_process_floor(
     }
 
 
-def prediction_ms_from_logs(container: str, since: float) -> list[float]:
-    logs = docker("logs", "--since", f"{since:.3f}", container, timeout=60)
-    values = []
-    for line in logs.splitlines():
-        if line.startswith('{"event": "prediction"'):
-            values.append(float(json.loads(line)["prediction_ms"]))
-    return values
-
-
-def container_cpu_seconds(container: str) -> float | None:
-    """CPU time the container's cgroup has used so far (cgroup v1 cpuacct or v2 cpu.stat), if readable here."""
-    cid = docker("inspect", "-f", "{{.Id}}", container).strip()
-    v1 = Path(f"/sys/fs/cgroup/cpuacct/docker/{cid}/cpuacct.usage")
-    if v1.is_file():
-        return int(v1.read_text()) / 1e9
-    v2_files = (
-        Path(f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/cpu.stat"),
-        Path(f"/sys/fs/cgroup/docker/{cid}/cpu.stat"),
-    )
-    for v2 in v2_files:
-        if v2.is_file():
-            for line in v2.read_text().splitlines():
-                if line.startswith("usage_usec"):
-                    return int(line.split()[1]) / 1e6
-    return None
-
-
-def memory(container: str) -> dict[str, Any]:
-    """Container memory now (as docker stats reports it), its cgroup peak, and the PSS of its processes."""
-    result: dict[str, Any] = {}
-    stats = json.loads(docker("stats", "--no-stream", "--format", "{{json .}}", container))
-    result["docker_stats_usage"] = stats.get("MemUsage")
-    cid = docker("inspect", "-f", "{{.Id}}", container).strip()
-    for peak_file in (
-        Path(f"/sys/fs/cgroup/memory/docker/{cid}/memory.max_usage_in_bytes"),  # cgroup v1, cgroupfs driver
-        Path(f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/memory.peak"),  # cgroup v2, systemd driver
-    ):
-        if peak_file.is_file():
-            result["cgroup_peak_bytes"] = int(peak_file.read_text())
-            break
-    pss = docker("exec", container, "python3", "-c", PSS_SCRIPT, check=False, timeout=60).strip()
-    if pss:
-        result.update(json.loads(pss))
-    return result
+def _scrape(base_url: str, path: Path) -> None:
+    """/metrics into `path` (absent when the scrape failed: the server time is then unknown, not zero)."""
+    text, _ = scrape(f"{base_url}/metrics", METRICS_TIMEOUT_S)
+    if text is not None:
+        path.write_text(text, encoding="utf-8")
 
 
 def run_concurrency(
-    base_url: str, payload_path: Path, concurrency: int, requests: int, warmup: int, out: Path, container: str | None
+    base_url: str, payload_path: Path, concurrency: int, requests: int, warmup: int, out: Path,
+    container: Container | None, resources: ContainerResources | None,
 ) -> dict[str, Any]:
     url = f"{base_url}/predict"
     if warmup:
         run_ab(AbCommand(url, max(warmup, concurrency), concurrency, payload_path), out / f"c{concurrency}-warmup")
-    cpu_before = container_cpu_seconds(container) if container else None
-    before, since = scrape(base_url), time.time()
-    result = run_ab(AbCommand(url, requests, concurrency, payload_path), out / f"c{concurrency}", check=False)
-    after = scrape(base_url)
-    cpu_after = container_cpu_seconds(container) if container else None
+        if container is not None:
+            time.sleep(LOG_SETTLE_S)  # the warm-up's last lines reach the log before the run's window opens
+    run_dir = out / f"c{concurrency}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cpu_before = resources.cpu_seconds() if resources else None
+    _scrape(base_url, run_dir / "metrics.before.txt")
+    mark = container.mark() if container else None
+    result = run_ab(AbCommand(url, requests, concurrency, payload_path), run_dir, check=False)
+    _scrape(base_url, run_dir / "metrics.after.txt")
+    cpu_after = resources.cpu_seconds() if resources else None
     summary = result.summary
     row: dict[str, Any] = {"concurrency": concurrency, "requests": requests, "outcome": result.outcome}
     if summary is not None:
         row.update(
             completed=summary.completed,
-            failed=summary.failures.total,
+            failed=summary.failures.total,  # ab's "Failed requests": one bad attempt may count up to 3 times
             failed_length=summary.failures.length,
             non_2xx=summary.non_2xx,
             requests_per_s=summary.requests_per_s,
             **{f"p{p}_ms": summary.percentiles_ms.get(p) for p in (50, 90, 99, 100)},
         )
+    classes = result.classified
+    if classes is not None:
+        row["errors"] = classes.errors  # requests without a complete 2xx answer, each counted once
     if result.percentiles:
         row["p50_ms_fine"] = result.percentile(50)
-    count = _sum(after, "http_request_duration_seconds_count") - _sum(before, "http_request_duration_seconds_count")
-    total = _sum(after, "http_request_duration_seconds_sum") - _sum(before, "http_request_duration_seconds_sum")
-    row["server_mean_ms"] = round(total / count * 1000, 3) if count else None
+    server = server_mean_ms(run_dir / "metrics.before.txt", run_dir / "metrics.after.txt", SERVER_TIME_METRIC)
+    row["server_mean_ms"] = round(server, 3) if server is not None else None
     if cpu_before is not None and cpu_after is not None and result.wall_s:
         # CPU actually spent per request, and the cores the container got: on a shared machine the
         # container may get far less than its --cpus, so throughput alone says little.
         row["container_cpu_ms_per_request"] = round((cpu_after - cpu_before) * 1000 / requests, 3)
         row["container_cores_used"] = round((cpu_after - cpu_before) / result.wall_s, 2)
-    if container:
-        values = prediction_ms_from_logs(container, since)
+    if container is not None and mark is not None:
+        container.collect_logs(mark, run_dir)
+        values = prediction_ms(run_dir)
         if values:
             row["prediction_p50_ms"] = round(statistics.median(values), 3)
             row["prediction_lines"] = len(values)
     return row
 
 
-# ----------------------------------------------------------------------------------------- the run
-def start_container(
-    image: str, cpus: str, memory_limit: str, model_dir: Path | None, env: dict[str, str]
-) -> tuple[str, str]:
-    name = f"{BENCH_CONTAINER_PREFIX}{int(time.time())}"
-    args = ["run", "-d", "--name", name, "--cpus", cpus, "--memory", memory_limit, "-p", "127.0.0.1::8080"]
-    for key, value in env.items():
-        args += ["--env", f"{key}={value}"]
-    if model_dir is not None:
-        args += ["-v", f"{model_dir.resolve()}:/model:ro"]
-    docker(*args, image)
-    port = docker("port", name, "8080/tcp").splitlines()[0].rsplit(":", 1)[1]
-    return name, f"http://127.0.0.1:{port}"
-
-
+# ----------------------------------------------------------------------------------------- the report
 def check_targets(report: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
     rows = {row["concurrency"]: row for row in report["ab"]}
     checks: list[tuple[str, bool | None, str]] = []
@@ -277,8 +259,8 @@ def check_targets(report: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
                 f"{floor['cpu_per_request_p50_ms']:.1f} in-process = {share:.0%}",
             )
         )
-    non_2xx = sum((row.get("non_2xx") or 0) + (row.get("failed") or 0) for row in rows.values())
-    checks.append(("zero non-2xx and failed requests", non_2xx == 0, f"{non_2xx}"))
+    errors = sum(row.get("errors") or 0 for row in rows.values())
+    checks.append(("zero non-2xx and failed requests", errors == 0, f"{errors}"))
     mem = report.get("memory") or {}
     measured = mem.get("cgroup_peak_bytes") or mem.get("pss_bytes")
     if measured:
@@ -318,62 +300,58 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"target {name}: {'ok' if ok else 'MISSED'} ({detail})")
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m image.bench", description=__doc__.split("\n\n")[0])
+# ----------------------------------------------------------------------------------------- the command
+def add_arguments(p: argparse.ArgumentParser) -> None:
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--image", help="start this image in a capped container (removed afterwards)")
     target.add_argument("--url", help="base URL of a running server, e.g. http://127.0.0.1:30081")
-    p.add_argument("--container", help="with --url: the container's name, for its memory and prediction logs")
+    p.add_argument("--container", help="with --url: the container's name, for its CPU, memory and prediction logs")
     p.add_argument("--mount-model", action="store_true", help="with --image: mount --model-dir at /model")
-    p.add_argument("--model-dir", type=Path, default=Path("build/model"), help="model for the in-process floor")
+    p.add_argument("--model-dir", type=Path, default=Path("build/model"),
+                   help="model for the in-process floor (default build/model)")
     p.add_argument(
         "--backend",
         default="keras",
         choices=("keras", "litert"),
-        help="backend of the floor and, with --image, of the server",
+        help="backend of the floor and, with --image, of the server (default keras)",
     )
-    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="with --image: server setting")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="with --image: a server setting (python -m image settings lists them); repeatable")
     p.add_argument("--cpus", default="2", help="docker --cpus, and the cores the floor assumes (default 2)")
     p.add_argument("--memory", default="2g", help="docker --memory (default 2g, the paper's VMs)")
-    p.add_argument("-c", "--concurrency", type=int, nargs="+", default=[1, 5, 10, 20], help="ab -c values")
+    p.add_argument("-c", "--concurrency", type=int, nargs="+", default=[1, 5, 10, 20],
+                   help="ab -c values (default 1 5 10 20)")
     p.add_argument("-n", "--requests", type=int, default=200, help="ab -n per concurrency (default 200)")
-    p.add_argument("--warmup", type=int, default=20, help="requests of the unmeasured run before each (20)")
+    p.add_argument("--warmup", type=int, default=20, help="requests of the unmeasured run before each (default 20)")
     p.add_argument(
         "--floor-requests", type=int, default=100, help="in-process predictions per round, best of 3 (0: no floor)"
     )
-    p.add_argument("--payload", type=Path, help="JPEG to POST (default: analysis.bench.payloads' photo-500x375.jpg)")
+    p.add_argument("--payload", type=Path,
+                   help="JPEG to POST (default: bench.yml's, analysis.bench.payloads' photo-500x375.jpg)")
     p.add_argument("--out", type=Path, help="folder for ab's files and report.json (default: a temp folder)")
-    return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def run(args: argparse.Namespace) -> int:
     out = args.out or Path(tempfile.mkdtemp(prefix="kde-image-bench-"))
     out.mkdir(parents=True, exist_ok=True)
-    payload_path = args.payload or payloads.write(payloads.DEFAULT_PAYLOAD, out).path
+    payload_path = payload_file(args.payload, out)
     report: dict[str, Any] = {"payload": str(payload_path), "payload_bytes": payload_path.stat().st_size, "ab": []}
     if args.floor_requests:
         report["in_process"] = in_process_floor(
             args.model_dir, args.backend, payload_path.read_bytes(), args.floor_requests, float(args.cpus)
         )
-    container, base_url, started = args.container, (args.url or "").rstrip("/"), False
-    try:
-        if args.image:
-            env = {"MODEL_BACKEND": args.backend, **dict(item.split("=", 1) for item in args.env)}
-            container, base_url = start_container(
-                args.image, args.cpus, args.memory, args.model_dir if args.mount_model else None, env
-            )
+    if args.image:
+        env = {"MODEL_BACKEND": args.backend, **dict(item.split("=", 1) for item in args.env)}
+        volumes = [f"{args.model_dir.resolve()}:/model:ro"] if args.mount_model else []
+        name = f"{BENCH_CONTAINER_PREFIX}{int(time.time())}"
+        with capped_container(args.image, name, args.cpus, args.memory, env, volumes=volumes) as container:
             report["server_env"] = env
-            started = True
-            report["ready_after_s"] = round(wait_ready(base_url), 2)
-        for concurrency in args.concurrency:
-            row = run_concurrency(base_url, payload_path, concurrency, args.requests, args.warmup, out, container)
-            report["ab"].append(row)
-        if container:
-            report["memory"] = memory(container)
-    finally:
-        if started:
-            docker("rm", "-f", container, check=False)
+            report["ready_after_s"] = round(wait_ready(f"{container.url}/readyz", lambda r: r.status == 200,
+                                                       container), 2)
+            measure(args, container.url, container, payload_path, out, report)
+    else:
+        container = Container(args.container, args.url.rstrip("/")) if args.container else None
+        measure(args, args.url.rstrip("/"), container, payload_path, out, report)
     report["targets"] = [{"target": n, "ok": ok, "detail": d} for n, ok, d in check_targets(report)]
     (out / "report.json").write_text(json.dumps(report, indent=2))
     print_report(report)
@@ -381,5 +359,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def measure(args: argparse.Namespace, base_url: str, container: Container | None, payload_path: Path, out: Path,
+            report: dict[str, Any]) -> None:
+    """The ab sweep, then the memory, against a server that is ready."""
+    resources = ContainerResources(container.name) if container else None
+    for concurrency in args.concurrency:
+        row = run_concurrency(base_url, payload_path, concurrency, args.requests, args.warmup, out, container,
+                              resources)
+        report["ab"].append(row)
+    if resources is not None:
+        report["memory"] = resources.memory()
