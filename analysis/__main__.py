@@ -1,6 +1,7 @@
 """``python -m analysis [report] [RESULTS_DIR] [--out DIR]``: one benchmark run in, tables, figures and a report
 out (the default subcommand). ``python -m analysis benchmark``: time the summarization of a million synthetic
-requests. Each subcommand has its own ``--help``."""
+requests. ``python -m analysis compare RUN_A RUN_B``: is B slower than A (analysis/compare.py). Each subcommand has
+its own ``--help``."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ EXIT_BAD_INPUT = 2
 EXIT_INCOMPLETE = 3
 
 
-SUBCOMMANDS = ("report", "benchmark")  # `report` is the default: `python -m analysis [RESULTS_DIR]`
+SUBCOMMANDS = ("report", "benchmark", "compare")  # `report` is the default: `python -m analysis [RESULTS_DIR]`
 
 
 def parser() -> argparse.ArgumentParser:
@@ -40,6 +41,11 @@ def parser() -> argparse.ArgumentParser:
     summary_speed.add_arguments(sub.add_parser(
         "benchmark", help="time the summarization of a million synthetic per-request rows",
         description=summary_speed.DESCRIPTION))
+    from analysis import compare
+
+    compare.add_arguments(sub.add_parser(
+        "compare", help="is run B slower than run A? a verdict per cell, exit status 1 if so",
+        description=compare.DESCRIPTION, epilog=compare.EPILOG))
     return p
 
 
@@ -72,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         from analysis import summary_speed
 
         return summary_speed.run_args(args)
+    if args.command == "compare":
+        from analysis import compare
+
+        return compare.run(args, p)
     return report(args, p)
 
 

@@ -243,3 +243,89 @@ def breakdown_bars(breakdown: pd.DataFrame, results: Results, path: Path) -> Pat
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
+
+
+def open_loop_latency(rates: pd.DataFrame, vs_closed: pd.DataFrame, capacity: pd.DataFrame, results: Results,
+                      path: Path) -> Path | None:
+    """Issue 13: latency against offered load (open loop, from the scheduled send time: p50 solid, p99 dashed) beside
+    the closed-loop ab cells at the throughput they reached (squares, c=...), one panel per platform, log scale; the
+    SLO as a line, the capacity at the objective with its interval shaded. Runs whose generator fell behind are not
+    drawn, nor percentiles with too few samples."""
+    usable = rates[rates["usable"] == 1] if len(rates) else rates
+    platforms = [p for p in results.platforms if p in set(usable["platform"])]
+    if not platforms:
+        return None
+    fig, axes = plt.subplots(1, len(platforms), figsize=(6.2 * len(platforms), 4.8), squeeze=False)
+    slo = float(capacity["slo_p99_ms"].iloc[0]) if len(capacity) else None
+    for ax, platform in zip(axes.flat, platforms, strict=True):
+        color = _color(platform)
+        d = usable[usable["platform"] == platform].sort_values("offered_rps")
+        ax.plot(d["offered_rps"], d["p50_ms"], marker="o", color=color, label="open loop p50")
+        p99 = d[d["p99_ms"].notna()]
+        if len(p99):
+            ax.plot(p99["offered_rps"], p99["p99_ms"], marker="^", linestyle="--", color=color,
+                    label="open loop p99 (runs with >= 662 served)")
+        c = vs_closed[vs_closed["platform"] == platform]
+        ax.plot(c["served_rps"], c["closed_p50_ms"], marker="s", linestyle=":", color="black",
+                label="closed loop (ab) p50")
+        c99 = c[c["closed_p99_ms"].notna()]
+        if len(c99):
+            ax.plot(c99["served_rps"], c99["closed_p99_ms"], marker="s", linestyle="none", markerfacecolor="none",
+                    color="black", label="closed loop (ab) p99")
+        for _, cell in c.iterrows():
+            if np.isfinite(cell["closed_p50_ms"]):
+                ax.annotate(f"c={cell['concurrency']}", (cell["served_rps"], cell["closed_p50_ms"]),
+                            textcoords="offset points", xytext=(4, -10), fontsize=7)
+        if slo:
+            ax.axhline(slo, color="grey", linestyle="-.", linewidth=1, label=f"objective: p99 <= {slo:g} ms")
+        row = capacity[capacity["platform"] == platform]
+        if len(row) and np.isfinite(row["capacity_rps"].iloc[0]):
+            r = row.iloc[0]
+            ax.axvline(r["capacity_rps"], color=color, linewidth=1.5,
+                       label=f"capacity at the objective: {r['capacity_rps']:.1f} req/s")
+            low = r["capacity_ci_low_rps"] if np.isfinite(r["capacity_ci_low_rps"]) else 0
+            high = r["capacity_ci_high_rps"] if np.isfinite(r["capacity_ci_high_rps"]) else r["highest_rate_rps"]
+            ax.axvspan(low, high, color=color, alpha=0.08, label="its interval (rates tried)")
+        ax.set_yscale("log")
+        _log_axis(ax.yaxis)
+        ax.set_xlabel("offered load (open loop) / throughput reached (closed loop), req/s")
+        ax.set_ylabel("latency (ms, log scale)")
+        ax.set_title(_label(results, platform))
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle("Latency against offered load: open loop (from the scheduled send time) vs closed loop (ab)")
+    return _save(fig, path)
+
+
+def autoscale_over_time(samples: pd.DataFrame, results: Results, path: Path) -> Path | None:
+    """Replicas (ready, and what the HPA wants) and the HPA's CPU utilisation over an autoscaling run, per platform;
+    the shaded span is the load (autoscale_duration_s)."""
+    if not len(samples):
+        return None
+    fig, (ax_rep, ax_cpu) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+    duration = results.config.get("autoscale_duration_s")
+    for ax in (ax_rep, ax_cpu):
+        if duration:
+            ax.axvspan(0, float(duration), color="#dddddd", alpha=0.6, linewidth=0)
+        ax.grid(True, alpha=0.3)
+    for platform in results.platforms:
+        d = samples[samples["platform"] == platform].sort_values("t_s")
+        if not len(d):
+            continue
+        label = _label(results, platform)
+        ax_rep.step(d["t_s"], d["ready_replicas"], where="post", color=_color(platform), linewidth=1.5,
+                    label=f"{label}: ready")
+        ax_rep.step(d["t_s"], d["hpa_desired_replicas"], where="post", color=_color(platform), linewidth=1,
+                    linestyle="--", label=f"{label}: HPA desired")
+        ax_cpu.plot(d["t_s"], d["hpa_cpu_pct"], color=_color(platform), marker=".", markersize=5, linewidth=1,
+                    label=label)
+    top = pd.concat([samples["ready_replicas"], samples["hpa_desired_replicas"]]).max()
+    ax_rep.set_ylim(0, (float(top) if pd.notna(top) else 1.0) + 1)
+    ax_rep.yaxis.get_major_locator().set_params(integer=True)
+    ax_rep.set_ylabel("replicas")
+    ax_cpu.set_ylabel("HPA CPU (% of request)")
+    ax_cpu.set_xlabel("time since the load started (s); shaded: the load")
+    ax_rep.set_title("Autoscaling under ab load: replicas and CPU the HPA saw")
+    for ax in (ax_rep, ax_cpu):
+        ax.legend(fontsize=8, loc="upper right")
+    return _save(fig, path)

@@ -36,7 +36,7 @@ TABLES: dict[str, tuple[dict[str, str], bool]] = {  # file -> (columns, required
 }
 MANIFEST_KEYS = ("schema_version", "run_id", "status", "config", "platforms", "runs_planned", "runs_done")
 CONFIG_KEYS = ("concurrency", "repetitions", "requests_per_run")
-EXPERIMENTS = ("warmup", "concurrency")
+EXPERIMENTS = ("warmup", "concurrency", "overload", "nowarmup")  # overload, nowarmup: issue 11
 
 
 class ResultsError(Exception):
@@ -67,6 +67,9 @@ class Results:
     incomplete_reasons: list[str] = field(default_factory=list)
     missing_cells: list[tuple[str, int, int]] = field(default_factory=list)  # (platform, concurrency, repetition)
     failed_runs: pd.DataFrame = field(default_factory=pd.DataFrame)  # ab runs that did not finish, set apart
+    # issue 11: failed requests by layer (errors_by_layer.csv) and the oversized-body check (bodylimit.csv)
+    error_layers: pd.DataFrame = field(default_factory=pd.DataFrame)
+    bodylimit: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def complete(self) -> bool:
@@ -133,6 +136,7 @@ def load_results(folder: Path | str) -> Results:
         folder=folder, manifest=manifest, runs=tables["runs.csv"], requests=tables["requests.csv"],
         probe=tables["probe.csv"], predictions=tables["predictions.csv"], coldstart=tables["coldstart.csv"],
         resources=tables["resources.csv"], missing_tables=missing_tables, warnings=warnings, failed_runs=failed_runs,
+        error_layers=tables["errors_by_layer.csv"], bodylimit=tables["bodylimit.csv"],
     )
     _check_completeness(results)
     return results
@@ -370,7 +374,7 @@ def _check_completeness(results: Results) -> None:
         how = outcome if isinstance(outcome, str) and outcome != "ok" else "gave no counts"
         why = f": {error}" if isinstance(error, str) and error else ""
         text = f"ab run {row.run_key} {how}{why}; it is left out of every statistic"
-        if row.experiment == "warmup":
+        if row.experiment in ("warmup", "overload", "nowarmup"):  # overload/nowarmup: a finding (issue 11)
             results.warnings.append(text)
         else:
             reasons.append(text)

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import figures, paper, tables
-from analysis.bench.schema import ERROR_CAUSES
+from analysis import capacity, figures, ingress, paper, tables
+from analysis.bench.config import DEFAULTS as BENCH_DEFAULTS
+from analysis.bench.schema import ERROR_CAUSES, samples_needed
 from analysis.load import Results
 from analysis.summarize import per_run
 from analysis.verdict import verdict
@@ -80,12 +81,37 @@ def _f(x: float, digits: int = 1) -> str:
 
 
 def _ci(row: pd.Series, name: str, digits: int = 1) -> str:
-    est, lo, hi = row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"]
-    if not math.isfinite(est):
+    # a table whose rows never had an interval (e.g. no container platform to compare with) lacks the columns
+    est, lo, hi = (row.get(key, math.nan) for key in (name, f"{name}_ci_low", f"{name}_ci_high"))
+    if not isinstance(est, int | float) or not math.isfinite(est):
         return "n/a"
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return _f(est, digits)
     return f"{_f(est, digits)} [{_f(lo, digits)}, {_f(hi, digits)}]"
+
+
+def _busy_lines(results: Results) -> list[str]:
+    """Why the machine counted as busy: the checks before the benchmark, and the busy concurrency runs."""
+    lines = [f"before the benchmark ({c['checked_utc']}): " + "; ".join(c["reasons"])
+             for c in results.manifest.get("system_checks") or [] if c.get("busy")]
+    runs = results.runs[results.runs["experiment"] == "concurrency"]
+    if "busy" in runs.columns and (runs["busy"] == 1).any():
+        hit = runs[runs["busy"] == 1]
+        lines.append(f"{len(hit)} of {len(runs)} concurrency runs were busy (others' CPU up to "
+                     f"{_f(float(hit['others_cpu_pct'].max()), 0)} % of a core), e.g. "
+                     + ", ".join(hit["run_key"].astype(str).head(5)) + "; see 'The machine' below")
+    return lines
+
+
+def _pooled(row: pd.Series, p: int) -> str:
+    """A pooled percentile, or how far its cell is from the samples it needs."""
+    if math.isfinite(row[f"p{p}_ms"]):
+        return _ci(row, f"p{p}_ms")
+    return f"too few samples ({row['served']} of {samples_needed(p)})"
+
+
+def _cv_threshold(results: Results) -> float:
+    return float(results.config.get("stability_cv_pct", BENCH_DEFAULTS["stability_cv_pct"]))
 
 
 def _rows(df: pd.DataFrame, cols: list[tuple[str, Callable[[pd.Series], str]]]) -> tuple[list[str], list[list[str]]]:
@@ -108,8 +134,11 @@ def build(results: Results, out: Path, settings: tables.Settings | None = None) 
         "breakdown": tables.breakdown_table(runs, results),
         "coldstart": tables.coldstart_table(results, s),
         "resources": tables.resources_table(runs, results),
+        "machine": tables.machine_table(results),  # issue 14
         "per_run": runs.reset_index(),
     }
+    t.update(capacity.tables(results, s.level))  # issue 13: open_loop_runs, open_loop_capacity, open_loop_vs_closed
+    t.update(ingress.tables(results, runs))  # issue 11: ingress_vs_direct, errors_by_layer, overload, nowarmup, ...
     csvs = {}
     for name, df in t.items():
         csvs[name] = out / "tables" / f"{name}.csv"
@@ -123,6 +152,10 @@ def build(results: Results, out: Path, settings: tables.Settings | None = None) 
         "breakdown": figures.breakdown_bars(t["breakdown"], results, fdir / "breakdown.png"),
         "coldstart": figures.coldstart_bars(t["coldstart"], results, fdir / "coldstart.png"),
         "resources": figures.resources_over_time(runs, results, fdir / "resources.png"),
+        "open_loop": figures.open_loop_latency(t["open_loop_runs"], t["open_loop_vs_closed"],  # issue 13
+                                               t["open_loop_capacity"], results, fdir / "open_loop.png"),
+        "autoscale": figures.autoscale_over_time(_autoscale_samples(results), results,  # paper profile
+                                                 fdir / "autoscale.png"),
     }
     summary, paras = verdict(results, t["table1_overhead"], t["concurrency"], t["overhead"], t["breakdown"], s.level)
     blocks = _document(results, t, figs_made, summary, paras, s)
@@ -138,8 +171,9 @@ def _document(results: Results, t: dict[str, pd.DataFrame], figs: dict[str, Path
               paras: list[str], s: tables.Settings) -> list[Block]:
     level = f"{100 * s.level:g} %"
     b = _header(results, summary, paras)
-    for section in (_table1_section, _concurrency_section, _overhead_section, _coldstart_section,
-                    _resources_section, _checks_section):
+    for section in (_table1_section, _concurrency_section, _open_loop_section, _overhead_section,
+                    ingress.section, _coldstart_section, _autoscale_section, _resources_section, _machine_section,
+                    _checks_section):
         b.extend(section(results, t, figs, level, s))
     return b
 
@@ -154,6 +188,10 @@ def _header(results: Results, summary: str, paras: list[str]) -> list[Block]:
                          "Cells with fewer repetitions than planned are marked '(incomplete)' in the tables."]))
     if m.get("profile") == "synthetic":
         b.append(Banner("SYNTHETIC DATA: generated to exercise the analysis, not measured", []))
+    busy = _busy_lines(results)  # issue 14
+    if busy:
+        b.append(Banner("BUSY MACHINE: something else competed for the CPUs, so these latencies include its noise",
+                        busy))
     host = m.get("host", {})
     versions = m.get("versions", {})
     b.append(Bullets([
@@ -221,12 +259,14 @@ def _concurrency_section(results: Results, t: dict[str, pd.DataFrame], figs: dic
             ("platform", lambda r: r["platform"]),
             ("c", lambda r: str(r["concurrency"])),
             ("reps", lambda r: f"{r['repetitions']}/{r['repetitions_planned']}"
-             + ("" if r["complete"] else " (incomplete)")),
+             + ("" if r["complete"] else " (incomplete)")
+             + (f" (+{r['extra_repetitions']} extra)" if r.get("extra_repetitions", 0) > 0 else "")),
             ("requests", lambda r: str(r["requests"])),
             ("mean ms [t CI]", lambda r: _ci(r, "mean_ms")),
             ("median ms [order-stat. CI]", lambda r: _ci(r, "median_ms") + f" ({100 * r['median_ci_level']:.1f} %)"),
-            ("p95 ms [t CI]", lambda r: _ci(r, "p95_ms")),
-            ("p99 ms [t CI]", lambda r: _ci(r, "p99_ms")),
+            ("medians' CV", lambda r: _f(r["median_cv_pct"], 1) + " %" + (" UNSTABLE" if r["unstable"] else "")),
+            ("p95 ms, pooled [order-stat. CI]", lambda r: _pooled(r, 95)),
+            ("p99 ms, pooled [order-stat. CI]", lambda r: _pooled(r, 99)),
             ("min ms", lambda r: _f(r["min_ms"], 0)),
             ("max ms", lambda r: _f(r["max_ms"], 0)),
             ("throughput req/s [t CI]", lambda r: _ci(r, "throughput_rps")),
@@ -236,9 +276,16 @@ def _concurrency_section(results: Results, t: dict[str, pd.DataFrame], figs: dic
         ])
         b.append(Table(h, r, "concurrency.csv",
                        "Each repetition is one ab run; statistics are computed per run from ab's per-request times "
-                       "(-g, whole ms) and then across repetitions: mean, p95, p99 and throughput with a Student-t "
-                       f"{level} interval; the median of the runs' medians with the order-statistic interval (Le "
-                       "Boudec), whose achieved coverage is in parentheses; min and max over all served requests. "
+                       "(-g, whole ms) and then across repetitions: mean (the headline: it repeats where a median "
+                       f"jumps between the modes of a bimodal cell) and throughput with a Student-t {level} "
+                       "interval; the median of the runs' medians with the order-statistic interval (Le Boudec), "
+                       "whose achieved coverage is in parentheses; min and max over all served requests. p95 and "
+                       "p99 pool the cell's served requests over its repetitions, with the order-statistic interval "
+                       "over those requests (requests of one run share a queue, so it is optimistic), and are shown "
+                       "only with the samples they need (133 for a p95, 662 for a p99; MLPerf LoadGen's rule). "
+                       "medians' CV: the coefficient of variation of the repetitions' medians; above "
+                       f"{_f(_cv_threshold(results), 0)} % a cell is UNSTABLE (it got extra repetitions, up to a "
+                       "cap, and still disagrees): compare its mean, not its median. "
                        "Latency covers served requests; failed attempts with no reply are set apart. Errors = "
                        "requests without a complete 2xx answer, each counted once, = non-2xx + reset + refused + "
                        "empty reply + timeout (ab's own 'Failed requests' counts a reset three times); 2xx replies "
@@ -248,6 +295,78 @@ def _concurrency_section(results: Results, t: dict[str, pd.DataFrame], figs: dic
         b.append(Figure(figs["latency_cdf"], "Distribution of every request's response time per concurrency."))
     else:
         b.append(Para("No concurrency runs finished."))
+    return b
+
+
+def _open_loop_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[str, Path | None], level: str,
+                       s: tables.Settings) -> list[Block]:
+    """Issue 13: open-loop load, the knee and the capacity at the latency objective (analysis/capacity.py)."""
+    b: list[Block] = [Heading("Open-loop load: capacity at the latency objective")]
+    rates, cap, vs = t["open_loop_runs"], t["open_loop_capacity"], t["open_loop_vs_closed"]
+    if not len(rates):
+        b.append(Para("This run has no open-loop (rate) runs (rate_runs.csv missing or empty)."))
+        return b
+    slo = capacity.slo_ms(results)
+    if len(cap):
+        h, r = _rows(cap, [
+            ("platform", lambda r: r["platform"]),
+            ("closed-loop capacity req/s", lambda r: capacity.rps(r["closed_loop_capacity_rps"])),
+            ("knee", capacity.knee_text),
+            (f"capacity at p99 <= {slo:g} ms, errors <= 1 %", capacity.capacity_text),
+            (f"interval (rates tried, {level} per rate)", capacity.interval_text),
+            ("% of closed-loop capacity", lambda r: _f(r["capacity_pct_of_closed_loop"], 0)),
+            ("served at that rate", lambda r: str(r["capacity_served"])),
+            ("its p99 ms", lambda r: capacity.pct_cell(r["capacity_p99_ms"], r["capacity_served"], 99)),
+            ("runs left out (generator behind)", lambda r: f"{r['invalid_runs']} of {r['rates_tried']}"),
+        ])
+        b.append(Table(h, r, "open_loop_capacity.csv",
+                       "Open loop: requests sent at scheduled times (seeded Poisson arrivals) whether or not earlier "
+                       "ones returned, latency from the scheduled send time. Capacity at the objective = the highest "
+                       f"offered rate at which at most 1 % of the served requests took longer than {slo:g} ms (that "
+                       "is p99 <= the objective) and at most 1 % of the scheduled requests failed or were dropped, "
+                       "every lower rate meeting it too. Interval: from the highest of those rates that met it surely "
+                       f"(the {level} Clopper-Pearson upper ends of both shares <= 1 %) to the first rate above the "
+                       "capacity that broke it surely (a lower end > 1 %); '<' / '>' when the rates tried do not "
+                       "reach that far. With few requests per rate the interval is wide rather than hidden. Knee = "
+                       "first rate whose median is over twice the median at the lowest rate."))
+    h, r = _rows(rates, [
+        ("platform", lambda r: r["platform"]),
+        ("offered req/s", lambda r: capacity.rps(r["offered_rps"])
+         + (f" ({r['capacity_pct']:g} %)" if math.isfinite(r["capacity_pct"]) else "")),
+        ("achieved req/s", lambda r: capacity.rps(r["achieved_rps"])),
+        ("p50 ms", lambda r: capacity.pct_cell(r["p50_ms"], r["served"], 50)),
+        ("p99 ms", lambda r: capacity.pct_cell(r["p99_ms"], r["served"], 99)),
+        (f"slower than {slo:g} ms [{level} CI]", lambda r: f"{r['slow']} = {100 * r['slow_share']:.1f} % "
+         f"[{100 * r['slow_share_ci_low']:.1f}, {100 * r['slow_share_ci_high']:.1f}]"),
+        ("errors + drops", lambda r: f"{r['failed']} = {_f(100 * r['failed_share'], 1)} %"),
+        ("objective", lambda r: "n/a" if not r["usable"] else ("met surely" if r["meets_surely"] else "met")
+         if r["meets"] else ("broken surely" if r["breaks_surely"] else "broken")),
+        ("lag p99 ms", lambda r: _f(r["lag_p99_ms"], 2)),
+        ("valid", lambda r: "yes" if r["usable"] else f"**no**: {r.get('invalid_reason') or r.get('outcome')}"),
+    ])
+    b.append(Table(h, r, "open_loop_runs.csv",
+                   "One run per platform and offered rate (rate_duration_s each). Percentiles from the scheduled send "
+                   "time over served requests, shown only with the samples they need (14 for a p50, 662 for a p99). "
+                   "achieved = served per second until the last reply. A run whose p99 send lag exceeded "
+                   "rate_max_lag_ms had a generator that fell behind: it is listed, never used."))
+    if len(vs):
+        h, r = _rows(vs, [
+            ("platform", lambda r: r["platform"]),
+            ("ab c", lambda r: str(r["concurrency"])),
+            ("throughput req/s", lambda r: capacity.rps(r["served_rps"])),
+            ("closed loop p50 ms", lambda r: _f(r["closed_p50_ms"], 0)),
+            ("open loop p50 ms", lambda r: _f(r["open_p50_ms"], 0)),
+            ("closed loop p99 ms", lambda r: _f(r["closed_p99_ms"], 0)),
+            ("open loop p99 ms", lambda r: _f(r["open_p99_ms"], 0)),
+        ])
+        b.append(Table(h, r, "open_loop_vs_closed.csv",
+                       "Each ab cell beside the open-loop latency at the same request rate (interpolated between the "
+                       "offered rates tried, log scale; n/a outside them or without enough samples). ab waits for a "
+                       "reply before sending the next request, so near capacity it measures c / throughput and never "
+                       "the queue an arrival stream builds: the coordinated omission the open loop removes."))
+    b.append(Figure(figs.get("open_loop"), "Latency against offered load: open loop p50/p99 (from the scheduled send "
+                    "time, valid runs, p99 only with 662 served requests) and the ab cells at the throughput they "
+                    "reached; the objective and the capacity at it with its interval."))
     return b
 
 
@@ -339,6 +458,101 @@ def _resources_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[
         b.append(Figure(figs["resources"], "CPU and memory of the serving containers over the benchmark."))
     else:
         b.append(Para("No CPU or memory samples were recorded."))
+    return b
+
+
+def _autoscale_samples(results: Results) -> pd.DataFrame:
+    """autoscale.csv (paper profile), validated like the other tables; empty when the run has none."""
+    from analysis.bench.schema import AUTOSCALE
+    from analysis.load import REBUILD_HINT, ResultsError, _read_table
+
+    path = Path(results.folder) / AUTOSCALE.file
+    if not path.exists():
+        return pd.DataFrame(columns=AUTOSCALE.names)
+    problems: list[str] = []
+    frame = _read_table(path, {c.name: c.kind for c in AUTOSCALE.columns}, problems)
+    if problems:
+        raise ResultsError(Path(results.folder), [*problems, REBUILD_HINT])
+    return frame
+
+
+def _autoscale_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[str, Path | None], level: str,
+                       s: tables.Settings) -> list[Block]:
+    """Replicas and CPU over the autoscaling run, and how long the HPA took to scale up (paper profile); nothing
+    when the run has no autoscale.csv rows."""
+    samples = _autoscale_samples(results)
+    if not len(samples):
+        return []
+    cfg = results.config
+    interval = cfg.get("autoscale_sample_interval_s", BENCH_DEFAULTS["autoscale_sample_interval_s"])
+    rows = []
+    for platform in results.platforms:
+        d = samples[samples["platform"] == platform].sort_values("t_s")
+        if not len(d):
+            continue
+        before, during = d[d["t_s"] < 0], d[d["t_s"] >= 0]
+        start = before["ready_replicas"].dropna()
+        start_ready = float(start.iloc[-1]) if len(start) else float("nan")
+        decided = during[during["hpa_desired_replicas"] > start_ready]["t_s"]
+        ready = during[during["ready_replicas"] > start_ready]["t_s"]
+        rows.append([platform, _f(start_ready, 0), _f(during["ready_replicas"].max(), 0),
+                     _f(decided.iloc[0], 0) if len(decided) else "never",
+                     _f(ready.iloc[0], 0) if len(ready) else "never",
+                     _f(during["hpa_cpu_pct"].max(), 0), str(len(d))])
+    return [
+        Heading("Autoscaling (HPA under load)"),
+        Para(f"ab at c={cfg.get('autoscale_concurrency', '?')} for {cfg.get('autoscale_duration_s', '?')} s from the "
+             f"control node, then {cfg.get('autoscale_tail_s', '?')} s without load; the Deployment and its "
+             f"HorizontalPodAutoscaler read through kubectl every {interval:g} s, so every time below is known to "
+             "that interval. Times count from the start of the load."),
+        Table(["platform", "ready before", "most ready", "HPA wants more after s", "more ready after s",
+               "peak HPA CPU %", "samples"], rows, "autoscale.csv",
+              "HPA CPU is the pods' mean CPU in % of their CPU request (what the HPA compares with its target); "
+              "'never': no scale-up within the run (maxReplicas, the VM budget, or CPU below the target)."),
+        Figure(figs.get("autoscale"), "Ready replicas (solid), the HPA's desired replicas (dashed) and its CPU "
+               "utilisation; shaded: the load."),
+    ]
+
+
+def _machine_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[str, Path | None], level: str,
+                     s: tables.Settings) -> list[Block]:
+    """What else ran on the machine, before and during the runs (issue 14; analysis/bench/system.py)."""
+    b: list[Block] = [Heading("The machine: what competed with the benchmark")]
+    checks = results.manifest.get("system_checks") or []
+    items = []
+    placement = (checks[-1].get("placement") or {}) if checks else {}
+    cores = results.manifest.get("host", {}).get("cores")
+    if placement:
+        items.append(f"**Placement**: {placement['text']}.")
+    elif cores:
+        items.append(f"**Placement** not recorded; the host has {cores} cores.")
+    for check in checks:
+        load = check["load"]
+        items.append(f"**Before the benchmark** ({check['checked_utc']}, {check['window_s']:.1f} s look): load "
+                     f"average {load['load_1m']:.2f} / {load['load_5m']:.2f} / {load['load_15m']:.2f}, other "
+                     f"processes {check['others_cpu_pct']:.0f} % of a core, steal {check['steal_pct']:.0f} %: "
+                     + ("**busy** — " + "; ".join(check["reasons"]) if check["busy"] else "quiet"))
+    if not checks:
+        items.append("No machine check before the benchmark was recorded (runs made before it existed).")
+    b.append(Bullets(items))
+    machine = t["machine"]
+    if len(machine):
+        h, r = _rows(machine, [
+            ("platform", lambda r: r["platform"]),
+            ("c", lambda r: str(r["concurrency"])),
+            ("runs busy", lambda r: f"{r['runs_busy']} of {r['runs']}"),
+            ("others' CPU % (mean / max)", lambda r: f"{_f(r['others_cpu_pct_mean'], 0)} / "
+                                                     f"{_f(r['others_cpu_pct_max'], 0)}"),
+            ("ab's own CPU %", lambda r: _f(r["load_generator_cpu_pct_mean"], 0)),
+            ("steal % (max)", lambda r: _f(r["steal_pct_max"], 1)),
+            ("load avg before (max)", lambda r: _f(r["load_1m_before_max"], 2)),
+        ])
+        b.append(Table(h, r, "machine.csv", "CPU in % of one core, per concurrency run. others = processes that are "
+                       "neither this harness, the serving containers nor docker-proxy; a run is busy when they, or "
+                       "the hypervisor (steal), took more than the busy_cpu_pct knob. ab's own CPU comes out of the "
+                       "servers' cores when they share them. raw/<run_key>/system.json names the busiest processes."))
+    else:
+        b.append(Para("runs.csv records no competition columns (runs made before they existed)."))
     return b
 
 

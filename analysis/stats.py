@@ -138,3 +138,35 @@ def bootstrap_overhead(
             pct=interval(100 * (f0 / c0 - 1), 100 * (fm / cm - 1)),
             pct_of_function=interval(100 * (1 - c0 / f0), 100 * (1 - cm / fm)),
         )
+
+
+def quantile_ranks(n: int, q: float, level: float = DEFAULT_LEVEL) -> tuple[int, int, float]:
+    """1-based ranks (j, k) of the order statistics that bound the q-quantile (0 < q < 1) of n samples, and the
+    coverage they achieve: P(X_(j) <= x_q <= X_(k)) = P(j <= B <= k - 1) for B ~ Binomial(n, q), the same
+    distribution-free argument as ``median_ranks`` (Le Boudec, Thm. 2.1), with equal tails of at most
+    (1 - level) / 2. Near the extremes a tail cannot be that small (k would exceed n): the bound is then the
+    largest (or smallest) sample and the achieved coverage says how much less than ``level`` it is."""
+    if n < 1 or not 0 < q < 1:
+        raise ValueError(f"quantile_ranks needs n >= 1 and 0 < q < 1, got n={n}, q={q}")
+    tail = (1 - level) / 2
+    m = int(st.binom.ppf(tail, n, q))  # smallest m with F(m) >= tail
+    if st.binom.cdf(m, n, q) > tail:
+        m -= 1
+    j = max(m + 1, 1)  # largest j with P(B <= j - 1) <= tail
+    k = min(int(st.binom.ppf(1 - tail, n, q)) + 1, n)  # smallest k with P(B <= k - 1) >= 1 - tail
+    cov = float(st.binom.cdf(k - 1, n, q) - st.binom.cdf(j - 1, n, q))
+    return j, k, cov
+
+
+def quantile_ci(values: np.ndarray | list[float], q: float, level: float = DEFAULT_LEVEL) -> Interval:
+    """The q-quantile of pooled samples (numpy's linear interpolation) with its order-statistic interval.
+
+    The samples are requests, which are not independent inside one ab run (they share a queue), so the
+    interval is narrower than a repetition-level one would be: it says how well the pooled tail is pinned
+    down, not how far another run's tail may fall."""
+    x = np.sort(_clean(values))
+    n = len(x)
+    if n == 0:
+        return Interval(np.nan, np.nan, np.nan, level, 0)
+    j, k, cov = quantile_ranks(n, q, level)
+    return Interval(float(np.quantile(x, q)), float(x[j - 1]), float(x[k - 1]), cov, n)

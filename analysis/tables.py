@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 
 from analysis import paper
-from analysis.bench.schema import ERROR_CAUSES
+from analysis.bench.config import DEFAULTS as BENCH_DEFAULTS
+from analysis.bench.schema import ERROR_CAUSES, samples_needed
 from analysis.load import Results
-from analysis.stats import DEFAULT_LEVEL, Interval, Overhead, bootstrap_overhead, mean_ci, median_ci
+from analysis.stats import DEFAULT_LEVEL, Interval, Overhead, bootstrap_overhead, mean_ci, median_ci, quantile_ci
 
 
 @dataclass(frozen=True)
@@ -78,14 +79,25 @@ def table1_overhead(results: Results, s: Settings) -> pd.DataFrame:
 def concurrency_table(per_run: pd.DataFrame, results: Results, s: Settings) -> pd.DataFrame:
     """Per platform x concurrency, over the repetitions (one value per ab run, warm-up excluded):
 
-    - mean, p95, p99, throughput: the mean of the runs' values with a Student-t interval across repetitions;
+    - mean (the headline: it repeats even where the median jumps between the modes of a bimodal cell) and
+      throughput: the mean of the runs' values with a Student-t interval across repetitions;
     - median: the median of the runs' medians with the order-statistic interval across repetitions, whose
       achieved coverage is ``median_ci_level`` (below 95 % when there are fewer than 6 repetitions);
+    - p95, p99: of the cell's served requests pooled over its repetitions (``served``), with the order-statistic
+      interval over those requests (achieved coverage in ``p95_ms_ci_level``); empty below the samples a
+      percentile needs (schema.samples_needed: 133 for a p95, 662 for a p99), which the report shows as
+      "too few samples";
+    - median_cv_pct: the coefficient of variation of the repetitions' medians; ``unstable`` when it exceeds the
+      run's stability_cv_pct (5 % by default), after ``extra_repetitions`` beyond the planned ones (issue 14);
     - min, max: the extremes over every request of every repetition;
     - errors: requests without a complete 2xx answer, each counted once, summed, with their causes beside;
       2xx replies of another length (ab's length mismatches) apart, as served.
     """
     planned = int(results.config["repetitions"])
+    # runs made before the stability_cv_pct knob existed are judged by its default
+    threshold = float(results.config.get("stability_cv_pct", BENCH_DEFAULTS["stability_cv_pct"]))
+    req = results.requests
+    served = req[(req["served"] == 1) & req["run_key"].isin(per_run.index)].groupby("run_key")["total_ms"]
     rows = []
     for (platform, conc), g in per_run.groupby(["platform", "concurrency"], sort=False):
         row = {"platform": platform, "concurrency": int(conc), "repetitions": len(g),
@@ -95,14 +107,26 @@ def concurrency_table(per_run: pd.DataFrame, results: Results, s: Settings) -> p
         med = median_ci(g["median_ms"], s.level)
         _put(row, "median_ms", med)
         row["median_ci_level"] = med.level
-        _put(row, "p95_ms", mean_ci(g["p95_ms"], s.level))
-        _put(row, "p99_ms", mean_ci(g["p99_ms"], s.level))
+        pooled = np.concatenate([served.get_group(k).to_numpy(float) for k in g.index if k in served.groups]
+                                or [np.empty(0)])
+        for p in (95, 99):
+            ci = quantile_ci(pooled, p / 100, s.level)
+            if len(pooled) < samples_needed(p):
+                ci = Interval(np.nan, np.nan, np.nan, ci.level, len(pooled))
+            _put(row, f"p{p}_ms", ci)
+            row[f"p{p}_ms_ci_level"] = ci.level
         row["min_ms"] = float(g["min_ms"].min())
         row["max_ms"] = float(g["max_ms"].max())
         _put(row, "throughput_rps", mean_ci(g["throughput_rps"], s.level))
         row["errors"] = int(g["errors"].sum())
         for col in (*ERROR_CAUSES, "length_mismatches"):
             row[col] = int(g[col].sum())
+        row["served"] = len(pooled)
+        medians = g["median_ms"].dropna().to_numpy(float)
+        cv = float(medians.std(ddof=1) / medians.mean() * 100) if len(medians) >= 2 and medians.mean() > 0 else np.nan
+        row["median_cv_pct"] = cv
+        row["unstable"] = bool(np.isfinite(cv) and cv > threshold)
+        row["extra_repetitions"] = int((g["repetition"] > planned).sum())
         rows.append(row)
     return _order(pd.DataFrame(rows), results)
 
@@ -187,6 +211,12 @@ def breakdown_table(per_run: pd.DataFrame, results: Results) -> pd.DataFrame:
              "repetitions": int(min(f.loc[conc, "repetitions"], c.loc[conc, "repetitions"]))}
         d.update({col: f.loc[conc, col] - c.loc[conc, col] for col in cols})
         diffs.append(d)
+    ing = df[df["platform"] == "function_ingress"].set_index("concurrency")  # issue 11: the ingress hop's own row
+    for conc in ing.index.intersection(f.index):
+        d = {"platform": "function_ingress - function", "concurrency": int(conc),
+             "repetitions": int(min(ing.loc[conc, "repetitions"], f.loc[conc, "repetitions"]))}
+        d.update({col: ing.loc[conc, col] - f.loc[conc, col] for col in cols})
+        diffs.append(d)
     return pd.concat([df, pd.DataFrame(diffs)], ignore_index=True) if diffs else df
 
 
@@ -229,4 +259,26 @@ def resources_table(per_run: pd.DataFrame, results: Results) -> pd.DataFrame:
             "mem_peak_pct_of_limit": 100 * float(peak) / float(limit) if limit and limit > 0 else np.nan,
             "mem_peak_pct_of_paper_2gb": 100 * float(peak) / paper.MEMORY_CAP_BYTES,
         })
+    return _order(pd.DataFrame(rows), results)
+
+
+COMPETITION = ("load_1m_before", "steal_pct", "load_generator_cpu_pct", "others_cpu_pct", "busy")
+
+
+def machine_table(results: Results) -> pd.DataFrame:
+    """What competed with the concurrency runs, per platform x concurrency (issue 14; runs.csv's columns from
+    analysis/bench/system.py): runs flagged busy, the other processes' CPU (mean and highest run), ab's own CPU,
+    the highest steal and load average before a run. Empty for runs recorded before these columns existed."""
+    runs = results.runs[results.runs["experiment"] == "concurrency"]
+    if not len(runs) or any(c not in runs.columns for c in COMPETITION) or runs["busy"].isna().all():
+        return pd.DataFrame()
+    rows = []
+    for (platform, conc), g in runs.groupby(["platform", "concurrency"], sort=False):
+        rows.append({"platform": platform, "concurrency": int(conc), "runs": len(g),
+                     "runs_busy": int(g["busy"].fillna(0).sum()),
+                     "others_cpu_pct_mean": float(g["others_cpu_pct"].mean()),
+                     "others_cpu_pct_max": float(g["others_cpu_pct"].max()),
+                     "load_generator_cpu_pct_mean": float(g["load_generator_cpu_pct"].mean()),
+                     "steal_pct_max": float(g["steal_pct"].max()),
+                     "load_1m_before_max": float(g["load_1m_before"].max())})
     return _order(pd.DataFrame(rows), results)

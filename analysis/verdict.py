@@ -13,6 +13,7 @@ import pandas as pd
 
 from analysis import paper
 from analysis.bench.schema import ERROR_CAUSES
+from analysis.ingress import layer_sentence
 from analysis.load import Results
 
 WHY = {
@@ -86,7 +87,8 @@ def _prediction_claim(rows: pd.DataFrame, ci: str) -> tuple[str, str]:
 
 def _response_claim(rows: pd.DataFrame, ci: str) -> tuple[str, str]:
     """The paper: about 35 % more response time for Kubeless. Judged the way the paper computed it."""
-    if len(rows) and math.isfinite(rows.iloc[0]["overhead_pct_of_function"]):
+    if len(rows) and all(math.isfinite(rows.iloc[0].get(k, math.nan))
+                         for k in ("overhead_pct_of_function", "overhead_ms_ci_low")):
         r = rows.iloc[0]
         est, lo, hi = (r["overhead_pct_of_function"], r["overhead_pct_of_function_ci_low"],
                        r["overhead_pct_of_function_ci_high"])
@@ -169,7 +171,8 @@ def _errors(conc: pd.DataFrame, results: Results) -> str | None:
         text += ", by what the client saw: " + ", ".join(causes)
     text += (f"; ab also flagged {lengths} response(s) whose length differed from the first one, which are served "
              "predictions, not errors." if lengths else ".")
-    return text + aborted
+    layers = layer_sentence(results) if errors else ""  # issue 11: the evidence of this run, not a fixed sentence
+    return text + (f" {layers}" if layers else "") + aborted
 
 
 def _caveats(results: Results, conc: pd.DataFrame) -> list[str]:
@@ -180,6 +183,11 @@ def _caveats(results: Results, conc: pd.DataFrame) -> list[str]:
     if results.manifest.get("profile") == "synthetic":
         out.append("**These numbers are synthetic** (manifest profile 'synthetic'): generated to exercise the "
                    "analysis, not measured.")
+    if len(conc) and "unstable" in conc and conc["unstable"].any():  # issue 14
+        cells = ", ".join(f"{r.platform} c={r.concurrency} ({r.median_cv_pct:.0f} %)"
+                          for r in conc[conc["unstable"]].itertuples())
+        out.append(f"**Unstable cells**: {cells}: their repetitions' medians disagree by more than the stability "
+                   "threshold even after extra repetitions, so read their means (the headline), not their medians.")
     if len(conc) and int(conc["repetitions"].min()) < 6:
         out.append(f"With {int(conc['repetitions'].min())} repetition(s) per cell the intervals across repetitions "
                    "are wide and the median's order-statistic interval cannot reach 95 % coverage; its achieved "

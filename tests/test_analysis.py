@@ -137,8 +137,14 @@ def test_concurrency_table(complete_out: Path) -> None:
         assert row["repetitions"] == "3" and row["complete"] == "True"
         assert int(row["requests"]) == sum(len(v) for v in x)
         assert_ci(row, "mean_ms", t_ci([v.mean() for v in x]))
-        assert_ci(row, "p95_ms", t_ci([np.percentile(v, 95) for v in x]))
-        assert_ci(row, "p99_ms", t_ci([np.percentile(v, 99) for v in x]))
+        # p95/p99 pool the cell's served requests; 3 x 20 requests are fewer than a p95 (133) or a p99 (662) needs
+        assert int(row["served"]) == sum(len(v) for v in x) < 133
+        for p in ("p95_ms", "p99_ms"):
+            assert (row[p], row[f"{p}_ci_low"], row[f"{p}_ci_high"]) == ("", "", "")
+        per_rep_medians = np.array([np.median(v) for v in x])
+        cv = per_rep_medians.std(ddof=1) / per_rep_medians.mean() * 100
+        assert close(row["median_cv_pct"], cv)
+        assert row["unstable"] == str(bool(cv > 5.0)) and row["extra_repetitions"] == "0"
         medians = sorted(float(np.median(v)) for v in x)
         # 3 repetitions: the widest order-statistic interval [min, max] covers the median with 1 - 2/2^3 = 75 %.
         assert_ci(row, "median_ms", (float(np.median(medians)), medians[0], medians[-1]))
@@ -160,7 +166,8 @@ def test_concurrency_table(complete_out: Path) -> None:
     assert find(table, platform="function", concurrency=5)["length_mismatches"] == "2"
     assert find(table, platform="function", concurrency=20)["errors"] == "4"
     row = find(table, platform="function", concurrency=20)
-    assert (row["non_2xx"], row["reset"], row["empty_reply"], row["refused"], row["timeout"]) == ("1", "1", "2", "0", "0")
+    causes = (row["non_2xx"], row["reset"], row["empty_reply"], row["refused"], row["timeout"])
+    assert causes == ("1", "1", "2", "0", "0")
     assert find(table, platform="function", concurrency=20)["length_mismatches"] == "0"  # the 408 page's length
     assert sum(int(r["errors"]) for r in table) == 4
 
@@ -288,6 +295,45 @@ def test_resources_table(complete_out: Path) -> None:
         assert close(row["mem_peak_mib"], peak / 2**20)
         assert close(row["mem_peak_pct_of_limit"], 100 * peak / limit)
         assert close(row["mem_peak_pct_of_paper_2gb"], 100 * peak / 2**31)
+
+
+def test_pooled_percentiles_need_their_samples_and_extra_repetitions_count(tmp_path: Path) -> None:
+    """6 x 140 requests per cell pool to 840 >= 662 served requests: p99 is shown, with the order-statistic interval
+    of its pooled requests; a cell that lost 200 requests to empty replies and resets is short of a p99 but has its
+    p95. A repetition beyond the planned ones (r6 of 5) is an extra repetition and is used."""
+    from analysis.synthetic import Fault, Plan, write_results
+
+    folder = write_results(tmp_path / "run", Plan(concurrency=[1, 20], repetitions=6, requests_per_run=140,
+                                                  faults={("function", 20, 2): Fault(empty_reply=100),
+                                                          ("function", 20, 3): Fault(reset=100)}, seed=7))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["config"]["repetitions"] = 5  # repetition 6 becomes an extra one
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    out = tmp_path / "report"
+    assert main([str(folder), "--out", str(out)]) == 0
+    table = out_table(out, "concurrency")
+    for (platform, c), by_rep in per_rep(folder).items():
+        row = find(table, platform=platform, concurrency=c)
+        pooled = np.concatenate([by_rep[r] for r in sorted(by_rep)])
+        assert row["repetitions"] == "6" and row["extra_repetitions"] == "1" and int(row["served"]) == len(pooled)
+        for p, needed in ((95, 133), (99, 662)):
+            if len(pooled) < needed:
+                assert row[f"p{p}_ms"] == "", (platform, c, p)
+                continue
+            # textbook distribution-free interval: [x_(l), x_(u+1)], l, u = the binomial's 2.5 % / 97.5 % points
+            lo_rank, hi_rank = st.binom.interval(0.95, len(pooled), p / 100)
+            x = np.sort(pooled)
+            want = (float(np.percentile(pooled, p)), float(x[int(lo_rank) - 1]),
+                    float(x[min(int(hi_rank) + 1, len(x)) - 1]))
+            assert_ci(row, f"p{p}_ms", want)
+        medians = np.array([np.median(by_rep[r]) for r in sorted(by_rep)])
+        assert close(row["median_cv_pct"], medians.std(ddof=1) / medians.mean() * 100)
+    short = find(table, platform="function", concurrency=20)
+    assert 133 <= int(short["served"]) < 662 and short["p99_ms"] == "" and short["p95_ms"] != ""
+    assert find(table, platform="container", concurrency=20)["p99_ms"] != ""
+    report = (out / "report.md").read_text()
+    assert f"too few samples ({short['served']} of 662)" in report
+    assert "(+1 extra)" in report
 
 
 def test_warmup_runs_do_not_change_any_statistic(copy: Path, tmp_path: Path) -> None:
@@ -571,3 +617,23 @@ def test_benchmark_script_runs_small(capsys: pytest.CaptureFixture[str]) -> None
     assert main(["benchmark", "--rows", "2000"]) == 0
     out = capsys.readouterr().out
     assert "per-request rows: 2,040 (2,000 measured + 40 warm-up)" in out and "summarization total" in out
+
+
+def test_a_run_without_the_container_platform_is_reported(copy: Path, tmp_path: Path) -> None:
+    """A run of the function paths alone (e.g. -e to leave the app out) still gets a report; the overheads that
+    need the container say 'not measured' instead of crashing."""
+    for name in ("runs.csv", "requests.csv", "probe.csv", "predictions.csv", "coldstart.csv", "resources.csv"):
+        with (copy / name).open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            fields, kept = reader.fieldnames, [r for r in reader if r["platform"] != "container"]
+        with (copy / name).open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(kept)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    del manifest["platforms"]["container"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    out = tmp_path / "report"
+    assert main([str(copy), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "response-time overhead: not measured" in md and "| container |" not in md

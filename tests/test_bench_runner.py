@@ -90,7 +90,10 @@ def services(tmp_path):
 def write_config(path: Path, platforms: dict, **knobs) -> Path:
     config = {"concurrency": [1, 4], "repetitions": 2, "requests_per_run": 20, "warmup_requests": 8,
               "probe_requests": 5, "coldstart_repetitions": 0, "resource_interval_s": 0.05, "log_settle_s": 0.05,
-              "request_timeout_s": 5, **knobs}
+              "request_timeout_s": 5, "stability_max_extra_repetitions": 0, "quiet_check_s": 0.1,
+              "rate_capacity_pct": [],  # rate_capacity_pct: the open-loop steps are tests/test_openloop.py's
+              "overload_concurrency": [], "nowarmup_requests": 0, "bodylimit_bytes": 0,  # issue 11's: its own tests
+              **knobs}
     path.write_text(json.dumps({"profile": "local", "config": config, "platforms": platforms}))
     return path
 
@@ -368,6 +371,11 @@ def test_docker_logs_stats_cgroups_and_cold_start(tmp_path, base_image):
         assert sources == {"cgroup"}  # auto: this machine sees the container's cgroup
         startup = (run_dir / "raw" / "coldstart-function-r1" / "server.log").read_text()
         assert '"event": "listening"' in startup and '"event": "prediction"' in startup
+        # issue 14: the serving container's processes (found by the container id in their cgroup) are not
+        # competitors of the run that loads them
+        during = json.loads((run_dir / "raw" / "concurrency-container-c2-r1" / "system.json").read_text())["during"]
+        assert during["serving_cpu_pct"] > 0 and all(c["role"] == "other" for c in during["competitors"])
+        assert any(c["role"] == "serving" for c in during["busiest"]) or during["serving_cpu_pct"] < 5
     finally:
         for name in names:
             subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60, check=False)

@@ -22,6 +22,7 @@ from tests.conftest import BASE_IMAGE, ROOT
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 FUNCTION_PORT, APP_PORT = 31080, 31081
+INGRESS_PORT = 31082  # issue 11: the test deployment's own local ingress, folder and pod cgroup
 NAMES = ("kde-test-site-function", "kde-test-site-app")
 
 
@@ -41,6 +42,10 @@ def run_playbook(playbook: str, tmp_path: Path, **extravars):
         "model_dir": str(ROOT / "build" / "test-site-model"),
         "serving_images_model_dir": "build/test-site-model",
         "teardown_stop_engine": False,
+        "ingress_host_port": INGRESS_PORT,
+        "function_ingress_dir": str(ROOT / "build" / "test-site-ingress"),
+        "local_ingress_temp_dir": "/tmp/kubeless-dl-eval-ingress-test-site",
+        "function_pod_cgroup": "/kde-test-site-pod",
     }
     base.update(extravars)
     env = {
@@ -143,6 +148,8 @@ def test_bench_and_analysis_on_what_site_deployed(deployed):
         "bench.yml", tmp_path,
         bench_results_dir=str(results_dir), bench_concurrency=[1, 5], bench_repetitions=1,
         bench_requests_per_run=60, bench_warmup_requests=10, bench_probe_requests=3, bench_coldstart_repetitions=1,
+        bench_overload_concurrency=[50], bench_overload_requests=60, bench_nowarmup_requests=5,  # issue 11, short
+        bench_rate_capacity_pct=[50], bench_rate_duration_s=3, bench_stability_max_extra_repetitions=0,
     )
     text = output(result)
     assert result.rc == 0, text[-6000:]
@@ -154,11 +161,21 @@ def test_bench_and_analysis_on_what_site_deployed(deployed):
         runs = list(csv.DictReader(fh))
     measured = [r for r in runs if r["experiment"] == "concurrency"]
     assert {(r["platform"], r["concurrency"]) for r in measured} == {
-        ("function", "1"), ("function", "5"), ("container", "1"), ("container", "5")}
+        ("function", "1"), ("function", "5"), ("container", "1"), ("container", "5"),
+        ("function_ingress", "1"), ("function_ingress", "5")}  # issue 11
     for r in measured:
         assert int(r["completed"]) == 60 and r["outcome"] == "ok"
         assert float(r["server_mean_ms"]) > 0 and float(r["prediction_mean_ms"]) > 0
         assert float(r["mem_max_bytes"]) > 0 and int(float(r["mem_limit_bytes"])) == 2 * 1024**3
+    with open(run_dir / "bodylimit.csv") as fh:  # issue 11: nginx answers the body over 1 MiB itself
+        limits = {r["platform"]: r for r in csv.DictReader(fh)}
+    assert limits["function_ingress"]["status"] == "413" and limits["function_ingress"]["answered_by"] == "ingress"
+    with open(run_dir / "errors_by_layer.csv") as fh:
+        layer_rows = list(csv.DictReader(fh))
+    assert {r["experiment"] for r in layer_rows} >= {"concurrency", "overload", "nowarmup"}
+    with open(run_dir / "rate_runs.csv") as fh:  # issue 13: one open-loop rate per platform, at 50 % of capacity
+        rates = list(csv.DictReader(fh))
+    assert {r["platform"] for r in rates} == {"function", "container"}
     with open(run_dir / "coldstart.csv") as fh:
         cold = list(csv.DictReader(fh))
     assert {c["platform"] for c in cold} == {"function", "container"}

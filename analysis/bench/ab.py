@@ -96,6 +96,7 @@ class AbCommand:
     accept_variable_length: bool = False  # -l: do not count Length failures at all (ab >= 2.3 of httpd 2.4.7)
     continue_on_receive_errors: bool = True  # -r
     ab: str = "ab"
+    cpus: str | None = None  # `taskset -c CPUS ab ...`: keep ab off the serving containers' CPUs (issue 14)
 
     def __post_init__(self) -> None:
         if self.requests < 1:
@@ -657,6 +658,12 @@ def run_ab(command: AbCommand, out_dir: Path | str, timeout_s: float = 600.0, ch
         raise AbError(f"the payload to POST does not exist: {command.post_file}")
     argv = command.argv(out_dir / GNUPLOT_FILE, out_dir / PERCENTILES_FILE)
     argv[0] = executable
+    if command.cpus:
+        taskset = shutil.which("taskset")
+        if taskset is None:
+            raise AbError(f"ab is to be pinned to CPUs {command.cpus}, but taskset is not on PATH "
+                          "(apt-get install util-linux), or set the knob ab_cpus to none")
+        argv = [taskset, "-c", command.cpus, *argv]
     started = time.monotonic()
     timed_out = False
     with open(out_dir / STDOUT_FILE, "wb") as out, open(out_dir / STDERR_FILE, "wb") as err:

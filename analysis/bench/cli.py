@@ -21,11 +21,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from analysis.bench import ab
+from analysis.bench import ab, micro_app, micro_function, rate
 from analysis.bench.config import ConfigError, example_config, load_config
 from analysis.bench.manifest import RunFolder, RunFolderError, create, new_run_id, same_config, utc_now
 from analysis.bench.runner import Interrupted, StepError, coldstart, interruptible, probe, run_item, run_one
+from analysis.bench.schema import PLATFORMS
 
 EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
 
@@ -68,8 +70,36 @@ def cmd_init(args: argparse.Namespace) -> int:
         _say(f"created {path}: {len(folder.plan())} steps planned, payload {folder.manifest['payload']['name']} "
              f"({folder.manifest['payload']['bytes']} bytes)")
         done, resumed_flag = [], False
+    _check_machine(folder)  # issue 14
     print(json.dumps({"run_id": folder.run_id, "run_dir": str(folder.path), "resumed": resumed_flag,
                       "done": len(done), "planned": len(folder.plan())}))
+    return 0
+
+
+def _check_machine(folder: RunFolder) -> None:
+    """Look at the machine before the load starts (analysis/bench/system.py); warn when it is busy, and keep what
+    was seen, with where ab and the servers run, in the manifest (one entry per init: a resume checks again)."""
+    from analysis.bench import system
+
+    knobs = folder.config.knobs
+    (serving_ids, serving_pids), placement = system.where(folder.config)
+    try:
+        check = system.check_quiet(knobs["quiet_check_s"], knobs["busy_cpu_pct"], serving_ids,
+                                   serving_pids=serving_pids)
+    except OSError as exc:
+        _say(f"machine check skipped: cannot read /proc ({exc})")
+        return
+    check["placement"] = placement
+    for line in system.describe(check):
+        _say(line)
+    _say(f"placement: {check['placement']['text']}")
+    folder.update(system_checks=[*folder.manifest.get("system_checks", []), check])
+
+
+def cmd_extra_repetitions(args: argparse.Namespace) -> int:
+    from analysis.bench.stability import run_extra
+
+    print(run_extra(RunFolder(args.run_dir)).line, flush=True)
     return 0
 
 
@@ -116,7 +146,7 @@ def cmd_coldstart(args: argparse.Namespace) -> int:
     else:
         reps = list(range(1, (args.repetitions or folder.config.knobs["coldstart_repetitions"]) + 1))
     for rep in reps:
-        print(coldstart(folder, args.platform, rep).line, flush=True)
+        print(coldstart(folder, args.platform, rep, args.restart).line, flush=True)
     return 0
 
 
@@ -147,7 +177,78 @@ def cmd_example_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_extra_repetitions(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("extra-repetitions", help="more repetitions for cells whose repetitions disagree",
+                       description="The stability step (a plan item right after the concurrency runs): a cell whose "
+                                   "repetitions' medians vary by more than stability_cv_pct (coefficient of "
+                                   "variation), or whose failed requests left it short of the 662 served requests "
+                                   "a p99 needs, gets one more repetition at a time, up to "
+                                   "stability_max_extra_repetitions per cell and stability_budget_s in all. Extra "
+                                   "repetitions are numbered after the planned ones; raw/extra-repetitions/done.json "
+                                   "records each decision. Prints 'already done' when it ran before.")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder made by init")
+    p.set_defaults(func=cmd_extra_repetitions)
+
+
+def cmd_nowarmup(args: argparse.Namespace) -> int:  # issue 11
+    from analysis.bench.nowarmup import nowarmup
+
+    print(nowarmup(RunFolder(args.run_dir), args.platform).line, flush=True)
+    return 0
+
+
+def cmd_bodylimit(args: argparse.Namespace) -> int:  # issue 11
+    from analysis.bench.bodylimit import bodylimit
+
+    print(bodylimit(RunFolder(args.run_dir), args.platform).line, flush=True)
+    return 0
+
+
+def _issue11_parsers(sub: Any) -> None:
+    p = sub.add_parser("nowarmup", help="the function with WARMUP_CALLS=0: one ab run at c=1 in a temporary copy",
+                       description="Start a copy of the platform's container (same image, environment and caps) "
+                                   "with WARMUP_CALLS=0 on a free 127.0.0.1 port, wait for /healthz, run ab -c 1 -n "
+                                   "nowarmup_requests (experiment nowarmup) bounded by nowarmup_timeout_s, remove "
+                                   "the copy. Writes raw/nowarmup-<platform>-c1-r1/ (with nowarmup.json: the copy's "
+                                   "start-up time).")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder made by init")
+    p.add_argument("--platform", choices=("function",), default="function", help="the function platform")
+    p.set_defaults(func=cmd_nowarmup)
+    p = sub.add_parser("bodylimit", help="one POST over the ingress's body limit: which layer answers",
+                       description="POST bodylimit_bytes (the payload JPEG, padded) to the platform once and "
+                                   "record the status and the layer that answered, from nginx's access log (no "
+                                   "upstream status: nginx itself) or the runtime's access log. Writes "
+                                   "raw/bodylimit-<platform>/bodylimit.json.")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder made by init")
+    p.add_argument("--platform", choices=("function", "function_ingress"), required=True, help="which path")
+    p.set_defaults(func=cmd_bodylimit)
+
+
+def cmd_autoscale(args: argparse.Namespace) -> int:  # paper profile
+    from analysis.bench.runner import autoscale
+
+    print(autoscale(RunFolder(args.run_dir), args.platform).line, flush=True)
+    return 0
+
+
+def _add_autoscale(sub: Any) -> None:
+    p = sub.add_parser("autoscale", help="ab load on a cluster platform while its HPA scales; replicas over time",
+                       description="The paper profile's autoscaling run (a plan item for each platform of "
+                                   "autoscale_platforms): look for the platform's HorizontalPodAutoscaler (named "
+                                   "after kubectl_deployment; without it the step does not run and stays pending), "
+                                   "then run ab at autoscale_concurrency for autoscale_duration_s (at most "
+                                   "run_timeout_s) while the Deployment's and the HPA's replica counts and CPU "
+                                   "utilisation are read through kubectl (the platform's kubeconfig, context and "
+                                   "namespace) every autoscale_sample_interval_s, and for autoscale_tail_s after the "
+                                   "load. Writes raw/autoscale-<platform>-c<C>/ (autoscale.jsonl, hpa.json, ab's "
+                                   "files, done.json); finalize makes autoscale.csv of it.")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder made by init")
+    p.add_argument("--platform", choices=PLATFORMS, required=True,
+                   help="which platform (it needs kubeconfig, kubectl_context and kubectl_deployment)")
+    p.set_defaults(func=cmd_autoscale)
+
+
+def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list of subcommands reads best
     parser = argparse.ArgumentParser(
         prog="python -m analysis.bench", description=__doc__.split("\n\n")[0],
         epilog="Each subcommand has --help. The results folder is described in analysis/RESULTS.md.",
@@ -157,8 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("init", help="create a run folder, or reopen one to resume it",
                        description="Create RESULTS_DIR/RUN_ID with manifest.json (status 'running'; versions, host "
                                    "facts, git commit) and the payload JPEG; or, when RUN_ID exists, reopen it for "
-                                   "resuming and list the steps already done. Prints one JSON line: run_id, "
-                                   "run_dir, resumed, done, planned.")
+                                   "resuming and list the steps already done. Then looks at the machine for "
+                                   "quiet_check_s seconds (load average, CPU steal, the busiest other processes) and "
+                                   "prints a WARNING on stderr when it is busy; the check goes into the manifest "
+                                   "(system_checks). Prints one JSON line: run_id, run_dir, resumed, done, planned.")
     p.add_argument("--results-dir", type=Path, default=Path("results"),
                    help="folder that holds the run folders (default: results)")
     p.add_argument("--run-id", default="new",
@@ -186,35 +289,44 @@ def build_parser() -> argparse.ArgumentParser:
                                    "raw/<experiment>-<platform>-c<C>-r<R>/ and done.json last, and prints one "
                                    "progress line. Prints 'already done' when done.json exists.")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder made by init")
-    p.add_argument("--experiment", choices=("warmup", "concurrency"), required=True,
-                   help="warmup (discarded by the analysis; repetition 0) or concurrency")
-    p.add_argument("--platform", choices=("function", "container"), required=True, help="which service")
+    p.add_argument("--experiment", choices=("warmup", "concurrency", "overload"), required=True,
+                   help="warmup (discarded by the analysis; repetition 0), concurrency, or overload (issue 11: "
+                        "the short runs at overload_concurrency)")
+    p.add_argument("--platform", choices=PLATFORMS, required=True, help="which service")
     p.add_argument("--concurrency", type=int, required=True, help="ab -c")
     p.add_argument("--repetition", type=int, required=True, help="1..repetitions; 0 for the warm-up")
     p.add_argument("--requests", type=int, default=None,
                    help="ab -n (default: the run's warmup_requests or requests_per_run)")
     p.set_defaults(func=cmd_run_one)
 
+    _add_extra_repetitions(sub)
+    rate.add_subcommands(sub)  # issue 13: rate-step (a plan item), rate (any URL), rate-capacity (benchmark)
+
     p = sub.add_parser("probe", help="N sequential requests timed by the client (paper Table 1)",
                        description="N sequential POSTs, each on a fresh connection, with Python's http.client: the "
                                    "client's response time and the prediction_ms the service reports. Writes "
                                    "raw/probe-<platform>/probe.jsonl.")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder made by init")
-    p.add_argument("--platform", choices=("function", "container"), required=True, help="which service")
+    p.add_argument("--platform", choices=PLATFORMS, required=True, help="which service")
     p.add_argument("--requests", type=int, default=None, help="how many (default: the run's probe_requests)")
     p.set_defaults(func=cmd_probe)
 
-    p = sub.add_parser("coldstart", help="restart a platform's container and time start -> first HTTP 200",
-                       description="docker stop + docker start of the platform's container, then POST the payload "
-                                   "until the first HTTP 200 (bounded by coldstart_timeout_s). The time runs from "
-                                   "just before `docker start`. Writes raw/coldstart-<platform>-r<R>/. Local "
-                                   "profile only (restart 'docker').")
+    p = sub.add_parser("coldstart", help="restart a platform and time start -> first HTTP 200",
+                       description="Take the platform down and bring it back by its configured restart, then POST "
+                                   "the payload until the first HTTP 200 (bounded by coldstart_timeout_s). "
+                                   "docker: docker stop + docker start of its container, timed from just before "
+                                   "`docker start`; raw/coldstart-<platform>-r<R>/. kubectl-scale: its Deployment "
+                                   "scaled 0 -> 1; kubectl-redeploy: its objects (Function, HTTPTrigger) deleted "
+                                   "and applied again; timed from the first kubectl command of the start; "
+                                   "raw/coldstart-<platform>-<kind>-r<R>/.")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder made by init")
-    p.add_argument("--platform", choices=("function", "container"), required=True, help="which service")
+    p.add_argument("--platform", choices=PLATFORMS, required=True, help="which service")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--repetition", type=int, help="run this one repetition (what the plan does)")
     group.add_argument("--repetitions", type=int,
                        help="run repetitions 1..K, skipping done ones (default: the run's coldstart_repetitions)")
+    p.add_argument("--restart", choices=("docker", "kubectl-scale", "kubectl-redeploy"), default=None,
+                   help="which of the platform's configured restarts (needed when it has several)")
     p.set_defaults(func=cmd_coldstart)
 
     p = sub.add_parser("run-all", help="every pending step of the plan in order, then finalize",
@@ -224,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="stop once this many steps are done (for testing)")
     p.add_argument("--no-finalize", action="store_true", help="do not finalize at the end")
     p.set_defaults(func=cmd_run_all)
+
+    _issue11_parsers(sub)
+    _add_autoscale(sub)  # paper profile
 
     p = sub.add_parser("finalize", help="rebuild the CSVs from raw/ and set complete/incomplete",
                        description="Re-parse every finished step under raw/ (ab output with analysis.bench.ab), write "
@@ -238,6 +353,16 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Print a complete configuration JSON for the local profile with the default "
                                    "knobs (the paper's values): edit it and pass it to init --config.")
     p.set_defaults(func=cmd_example_config)
+
+    p = sub.add_parser("micro-function", help="ab against the function's runtime image, backends x runtime modes",
+                       description=micro_function.DESCRIPTION, epilog=micro_function.EPILOG)
+    micro_function.add_arguments(p)
+    p.set_defaults(func=micro_function.run)
+
+    p = sub.add_parser("micro-app", help="the app's image: in-process floor, ab sweep, memory, targets",
+                       description=micro_app.DESCRIPTION, epilog=micro_app.EPILOG)
+    micro_app.add_arguments(p)
+    p.set_defaults(func=micro_app.run)
     return parser
 
 

@@ -23,18 +23,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from analysis.bench import PLATFORMS
+from analysis.bench.schema import PLATFORMS
 
 # The paper's values where it gives them (c = 1, 5, 10, 20; five repetitions; 10 probe requests).
 DEFAULTS: dict[str, Any] = {
     "concurrency": [1, 5, 10, 20],
     "repetitions": 5,
-    "requests_per_run": 100,  # ab -n per concurrency run
+    "requests_per_run": 140,  # ab -n per concurrency run; 5 x 140 = 700 >= the 662 served requests a cell's p99 needs
     "warmup_requests": 20,  # ab -n of the discarded warm-up run per platform
     "warmup_concurrency": None,  # None: the largest concurrency, so every worker/thread is warmed
     "probe_requests": 10,  # sequential requests of the Table 1 latency probe; 0 skips the probe
@@ -49,11 +50,51 @@ DEFAULTS: dict[str, Any] = {
     "coldstart_timeout_s": 300,  # give up waiting for the first 200 after a restart after this long
     "coldstart_poll_interval_s": 0.1,  # pause between cold-start polls that did not get a 200
     "log_settle_s": 0.5,  # wait after a run before collecting the container's log lines
+    # ingress path and overload (issue 11)
+    "overload_concurrency": [50, 100],  # the overload region: one short run per platform at each ([] skips it)
+    "overload_requests": 200,  # ab -n of each overload run
+    "nowarmup_requests": 30,  # the function with WARMUP_CALLS=0: one run at c=1 in a temporary copy (0 skips it)
+    "nowarmup_timeout_s": 120,  # wall-clock bound of that run (its ab is stopped there; what finished is kept)
+    "bodylimit_bytes": 1100000,  # one POST this large through each function path: which layer answers (0 skips)
+    # stability and samples (issue 14)
+    "stability_cv_pct": 5.0,  # a cell whose repetitions' medians vary more than this (CV, %) is unstable
+    "stability_max_extra_repetitions": 2,  # extra repetitions per unstable cell; 0 turns the stability step off
+    "stability_budget_s": 60.0,  # wall-clock cap of all extra repetitions of a run together
+    "busy_cpu_pct": 10.0,  # other processes (or CPU steal) above this % of one core make a run "busy"
+    "quiet_check_s": 2.0,  # how long init looks at the machine before the benchmark starts
+    "ab_cpus": "auto",  # taskset -c for ab: auto (disjoint from pinned serving containers on > 4 cores), none, or "4-7"
+    # open-loop (issue 13): the `rate` experiment (analysis/bench/rate.py), after the closed-loop sweep and the probe
+    "rate_capacity_pct": [25, 50, 75, 90, 100, 110],  # offered rates in % of each platform's closed-loop capacity
+    "rate_rps": [],  # explicit offered rates (req/s) instead; when given, rate_capacity_pct is not used
+    # the paper's two platforms (the through-ingress path's open loop would add ~1 min to the default run);
+    # None: every configured platform; [] skips the experiment
+    "rate_platforms": ["function", "container"],
+    "rate_duration_s": 10.0,  # seconds of arrivals per rate (6 rates x 2 platforms: ~2.5 min with the drains)
+    "rate_arrivals": "poisson",  # poisson (seeded) or constant
+    "rate_seed": 1,  # the Poisson schedule's seed: the same at every rate and platform (common random numbers)
+    "rate_max_outstanding": 512,  # cap on requests in flight; one due above it is dropped, never delayed
+    "rate_max_lag_ms": 5.0,  # a run whose p99 send lag exceeds this is invalid (the generator fell behind)
+    "rate_realtime": True,  # send at SCHED_FIFO priority 1 when permitted, so a busy server cannot delay the sends
+    "slo_p99_ms": 1000.0,  # the latency objective: capacity = highest rate with p99 <= this and errors <= 1 %
+    # autoscaling (paper profile): ab load while the HPA scales (analysis/bench/autoscale.py)
+    "autoscale_concurrency": 10,  # ab -c of the load
+    "autoscale_duration_s": 300,  # seconds of load (ab is stopped then; run_timeout_s bounds it too)
+    "autoscale_sample_interval_s": 5.0,  # seconds between two samples of the Deployment and its HPA
+    "autoscale_tail_s": 60,  # sampling after the load, to see the scale-down start (the 1.10 HPA waits 5 min)
+    "autoscale_platforms": [],  # platforms with a kubeconfig to run it on ([] skips it; the paper inventory sets both)
 }
 
 LOG_SOURCES = ("docker", "kubectl", "file", "none")
 RESOURCE_SOURCES = ("auto", "cgroup", "docker", "proc", "none")
-RESTARTS = ("docker", "none")
+# How a cold start restarts a platform, and the `kind` each writes into coldstart.csv. The kubectl kinds are
+# analysis/bench/cluster.py: scale the Deployment 0 -> 1, or delete the objects and apply them again.
+COLDSTART_KINDS = {
+    "docker": "container_restart",
+    "kubectl-scale": "replicas_0_to_1",
+    "kubectl-redeploy": "deploy_to_first_200",
+}
+RESTARTS = (*COLDSTART_KINDS, "none")
+KUBECTL_RESTARTS = ("kubectl-scale", "kubectl-redeploy")
 
 
 class ConfigError(ValueError):
@@ -68,7 +109,11 @@ class PlatformConfig:
     the server appends to, or `none`). resource_source: `cgroup` (the cgroup files of the container's or
     `pid`'s cgroup), `docker` (Engine API stats, at most once a second), `auto` (cgroup if readable, else
     docker), `proc` (/proc of `pid` and its children), or `none`.
-    restart: how a cold start restarts it (`docker stop` + `docker start`, or `none`: no cold starts).
+    restart: how a cold start restarts it: `docker` (`docker stop` + `docker start` of `container`),
+    `kubectl-scale` (the Deployment `kubectl_deployment` scaled to 0 until no pod of `kubectl_selector` is
+    left, then to 1), `kubectl-redeploy` (the objects of `kubectl_redeploy`, e.g. the Function and its
+    HTTPTrigger, deleted and applied again), a list of kubectl kinds (each is its own cold-start series), or
+    `none` (no cold starts). kubectl always runs with the explicit `kubeconfig` and `kubectl_context`.
     """
 
     name: str
@@ -84,12 +129,28 @@ class PlatformConfig:
     kubectl_context: str | None = None
     resource_source: str = "none"
     pid: int | None = None
-    restart: str = "none"
+    restart: str | tuple[str, ...] = "none"
+    kubeconfig: str | None = None  # kubectl --kubeconfig of the kubectl restarts and logs
+    kubectl_bin: str = "kubectl"
+    kubectl_deployment: str | None = None  # the Deployment that serves the platform (kubectl-scale)
+    kubectl_selector: str | None = None  # label selector of its pods, e.g. "function=kde-function"
+    kubectl_redeploy: tuple[str, ...] = ()  # "kind/name" objects deleted and applied again, in apply order
+    # issue 11: the local ingress's folder (access.log, error.log, nginx.pid): its lines of each run are kept
+    ingress_dir: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         del data["name"]
+        for key in ("restart", "kubectl_redeploy"):
+            if isinstance(data[key], tuple):
+                data[key] = list(data[key])
         return data
+
+    @property
+    def restart_kinds(self) -> tuple[str, ...]:
+        """The restarts to run as cold starts, in order (empty for `none`)."""
+        kinds = (self.restart,) if isinstance(self.restart, str) else self.restart
+        return tuple(k for k in kinds if k != "none")
 
 
 @dataclass(frozen=True)
@@ -159,13 +220,39 @@ def config_from_dict(data: Any) -> BenchConfig:
     )
 
 
+def _coerce(name: str, value: Any) -> Any:
+    """Text as `ansible-playbook -e bench_repetitions=3` passes it, read as the knob's type; anything else as is
+    (the checks below then say what is wrong)."""
+    if not isinstance(value, str):
+        return value
+    default = DEFAULTS[name]
+    text = value.strip()
+    try:
+        if isinstance(default, bool) or (default is None and text.lower() in ("true", "false")):
+            return {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(
+                text.lower(), value)
+        if isinstance(default, list):
+            parsed = json.loads(text) if text.startswith("[") else [json.loads(v) for v in text.split(",") if v]
+            return parsed if isinstance(parsed, list) else value
+        if isinstance(default, int) or (default is None and text.isdigit()):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+        if default is None and text.lower() in ("none", "null", ""):
+            return None
+    except ValueError:
+        return value
+    return value
+
+
 def _knobs(given: Any) -> dict[str, Any]:
     if not isinstance(given, dict):
         raise ConfigError("'config' must be an object of knob -> value")
     unknown = set(given) - set(DEFAULTS)
     if unknown:
-        raise ConfigError(f"unknown knobs {sorted(unknown)} in 'config'; known: {', '.join(DEFAULTS)}")
-    knobs = {**DEFAULTS, **given}
+        raise ConfigError(f"unknown knobs {sorted(unknown)} in 'config' (bench.yml: bench_<knob> variables); "
+                          f"known: {', '.join(DEFAULTS)}")
+    knobs = {**DEFAULTS, **{name: _coerce(name, value) for name, value in given.items()}}
     conc = knobs["concurrency"]
     if not isinstance(conc, list) or not conc or not all(isinstance(c, int) and c >= 1 for c in conc):
         raise ConfigError(f"'concurrency' must be a non-empty list of integers >= 1, got {conc!r}")
@@ -198,9 +285,90 @@ def _knobs(given: Any) -> dict[str, Any]:
     for name in ("keepalive", "accept_variable_length"):
         if not isinstance(knobs[name], bool):
             raise ConfigError(f"'{name}' must be true or false, got {knobs[name]!r}")
+    _overload_knobs(knobs)
     if not isinstance(knobs["payload"], str) or not knobs["payload"]:
         raise ConfigError("'payload' must be a payload name such as photo-500x375.jpg or a JPEG's path")
+    # stability and samples (issue 14)
+    for name in ("stability_cv_pct", "stability_budget_s", "busy_cpu_pct", "quiet_check_s"):
+        if isinstance(knobs[name], bool) or not isinstance(knobs[name], int | float) or knobs[name] < 0:
+            raise ConfigError(f"'{name}' must be a number >= 0, got {knobs[name]!r}")
+    extra = knobs["stability_max_extra_repetitions"]
+    if isinstance(extra, bool) or not isinstance(extra, int) or extra < 0:
+        raise ConfigError(f"'stability_max_extra_repetitions' must be an integer >= 0, got {extra!r}")
+    cpus = knobs["ab_cpus"]
+    if not isinstance(cpus, str) or not re.fullmatch(r"auto|none|\d+(-\d+)?(,\d+(-\d+)?)*", cpus):
+        raise ConfigError(f"'ab_cpus' must be auto, none or a CPU list such as 4-7 or 2,3 (taskset -c), got {cpus!r}")
+    _rate_knobs(knobs)  # open-loop (issue 13)
+    _autoscale_knobs(knobs)  # autoscaling (paper profile)
     return knobs
+
+
+def _rate_knobs(knobs: dict[str, Any]) -> None:
+    """The open-loop experiment's knobs (issue 13); a comma-separated rate_platforms is read as a list."""
+    for name in ("rate_capacity_pct", "rate_rps"):
+        values = knobs[name]
+        if not isinstance(values, list) or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in values):
+            raise ConfigError(f"'{name}' must be a list of numbers > 0 (or []), got {values!r}")
+        if len(set(values)) != len(values):
+            raise ConfigError(f"'{name}' lists a value twice: {values!r}")
+    chosen = knobs["rate_platforms"]
+    if isinstance(chosen, str):  # -e bench_rate_platforms=function,container
+        chosen = knobs["rate_platforms"] = [p.strip() for p in chosen.split(",") if p.strip()]
+    if chosen is not None and (not isinstance(chosen, list) or not all(p in PLATFORMS for p in chosen)):
+        raise ConfigError(f"'rate_platforms' must be null (every platform) or a list of {', '.join(PLATFORMS)}, "
+                          f"got {chosen!r}")
+    for name in ("rate_duration_s", "rate_max_lag_ms", "slo_p99_ms"):
+        if isinstance(knobs[name], bool) or not isinstance(knobs[name], int | float) or not knobs[name] > 0:
+            raise ConfigError(f"'{name}' must be a number > 0, got {knobs[name]!r}")
+    if not isinstance(knobs["rate_realtime"], bool):
+        raise ConfigError(f"'rate_realtime' must be true or false, got {knobs['rate_realtime']!r}")
+    if knobs["rate_arrivals"] not in ("poisson", "constant"):
+        raise ConfigError(f"'rate_arrivals' must be poisson or constant, got {knobs['rate_arrivals']!r}")
+    for name, low in (("rate_seed", 0), ("rate_max_outstanding", 1)):
+        if isinstance(knobs[name], bool) or not isinstance(knobs[name], int) or knobs[name] < low:
+            raise ConfigError(f"'{name}' must be an integer >= {low}, got {knobs[name]!r}")
+
+
+
+def _autoscale_knobs(knobs: dict[str, Any]) -> None:
+    """The autoscaling experiment's knobs (paper profile); a comma-separated autoscale_platforms is read as a list."""
+    conc = knobs["autoscale_concurrency"]
+    if isinstance(conc, bool) or not isinstance(conc, int) or conc < 1:
+        raise ConfigError(f"'autoscale_concurrency' must be an integer >= 1, got {conc!r}")
+    for name in ("autoscale_duration_s", "autoscale_sample_interval_s"):
+        if isinstance(knobs[name], bool) or not isinstance(knobs[name], int | float) or not knobs[name] > 0:
+            raise ConfigError(f"'{name}' must be a number > 0, got {knobs[name]!r}")
+    tail = knobs["autoscale_tail_s"]
+    if isinstance(tail, bool) or not isinstance(tail, int | float) or tail < 0:
+        raise ConfigError(f"'autoscale_tail_s' must be a number >= 0, got {tail!r}")
+    chosen = knobs["autoscale_platforms"]
+    if isinstance(chosen, str):  # -e bench_autoscale_platforms=function,container
+        chosen = knobs["autoscale_platforms"] = [p.strip() for p in chosen.split(",") if p.strip()]
+    if not isinstance(chosen, list) or not all(p in PLATFORMS for p in chosen) or len(set(chosen)) != len(chosen):
+        raise ConfigError(f"'autoscale_platforms' must be a list of distinct platforms ({', '.join(PLATFORMS)}), "
+                          f"got {chosen!r}")
+
+
+def _overload_knobs(knobs: dict[str, Any]) -> None:
+    """The overload runs and the WARMUP_CALLS=0 variant (issue 11)."""
+    over = knobs["overload_concurrency"]
+    if not isinstance(over, list) or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in over):
+        raise ConfigError(f"'overload_concurrency' must be a list of integers >= 1 (or []), got {over!r}")
+    if len(set(over)) != len(over):
+        raise ConfigError(f"'overload_concurrency' lists a value twice: {over!r}")
+    if not isinstance(knobs["overload_requests"], int) or knobs["overload_requests"] < 1:
+        raise ConfigError(f"'overload_requests' must be an integer >= 1, got {knobs['overload_requests']!r}")
+    if over and max(over) > knobs["overload_requests"]:
+        raise ConfigError(f"'overload_requests' ({knobs['overload_requests']}) must be at least the largest "
+                          f"overload concurrency ({max(over)})")
+    if not isinstance(knobs["nowarmup_requests"], int) or knobs["nowarmup_requests"] < 0:
+        raise ConfigError(f"'nowarmup_requests' must be an integer >= 0, got {knobs['nowarmup_requests']!r}")
+    if not isinstance(knobs["bodylimit_bytes"], int) or knobs["bodylimit_bytes"] < 0:
+        raise ConfigError(f"'bodylimit_bytes' must be an integer >= 0, got {knobs['bodylimit_bytes']!r}")
+    timeout = knobs["nowarmup_timeout_s"]
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
+        raise ConfigError(f"'nowarmup_timeout_s' must be a number > 0, got {timeout!r}")
 
 
 def _platform(name: str, settings: Any) -> PlatformConfig:
@@ -223,10 +391,15 @@ def _platform(name: str, settings: Any) -> PlatformConfig:
         "metrics_url": f"{parts.scheme}://{parts.netloc}/metrics",
     }
     merged = {**defaults, **{k: v for k, v in settings.items() if v is not None or k == "metrics_url"}}
+    merged["restart"] = _restart(name, merged["restart"])
+    merged["kubectl_redeploy"] = _kubectl_objects(name, merged.get("kubectl_redeploy", ()))
+    for key in ("kubeconfig", "kubectl_bin", "kubectl_context", "kubectl_namespace", "kubectl_deployment",
+                "kubectl_selector"):
+        if key in merged and (not isinstance(merged[key], str) or not merged[key].strip()):
+            raise ConfigError(f"platforms.{name}.{key} must be a non-empty string or null, got {merged[key]!r}")
     platform = PlatformConfig(name=name, **merged)
     _check_choice(name, "log_source", platform.log_source, LOG_SOURCES)
     _check_choice(name, "resource_source", platform.resource_source, RESOURCE_SOURCES)
-    _check_choice(name, "restart", platform.restart, RESTARTS)
     needs = {
         ("log_source", "docker"): ("container", platform.container),
         ("log_source", "file"): ("log_file", platform.log_file),
@@ -239,9 +412,47 @@ def _platform(name: str, settings: Any) -> PlatformConfig:
     for (key, value), (needed, present) in needs.items():
         if getattr(platform, key) == value and not present:
             raise ConfigError(f"platforms.{name}: {key} {value!r} needs '{needed}'")
+    kubectl_needs = {
+        "kubectl-scale": ("kubeconfig", "kubectl_context", "kubectl_deployment", "kubectl_selector"),
+        "kubectl-redeploy": ("kubeconfig", "kubectl_context", "kubectl_deployment", "kubectl_selector",
+                             "kubectl_redeploy"),
+    }
+    for kind in platform.restart_kinds:
+        missing = [key for key in kubectl_needs.get(kind, ()) if not getattr(platform, key)]
+        if missing:
+            raise ConfigError(f"platforms.{name}: restart {kind!r} needs {', '.join(repr(k) for k in missing)} "
+                              "(kubectl runs only with an explicit kubeconfig and context, never the current one)")
     if platform.resource_source == "cgroup" and not (platform.container or platform.pid):
         raise ConfigError(f"platforms.{name}: resource_source 'cgroup' needs 'container' or 'pid'")
     return platform
+
+
+def _restart(name: str, value: Any) -> str | tuple[str, ...]:
+    """One restart kind, or a list of kubectl kinds (a one-element list is stored as its kind)."""
+    if isinstance(value, str):
+        _check_choice(name, "restart", value, RESTARTS)
+        return value
+    if not isinstance(value, list | tuple) or not value:
+        raise ConfigError(f"platforms.{name}.restart must be one of {', '.join(RESTARTS)} or a list of "
+                          f"{', '.join(KUBECTL_RESTARTS)}, got {value!r}")
+    for kind in value:
+        if kind not in KUBECTL_RESTARTS:
+            raise ConfigError(f"platforms.{name}.restart: a list holds only {', '.join(KUBECTL_RESTARTS)}, "
+                              f"got {kind!r}")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"platforms.{name}.restart lists a kind twice: {list(value)!r}")
+    return value[0] if len(value) == 1 else tuple(value)
+
+
+def _kubectl_objects(name: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple) or not all(
+            isinstance(v, str) and v.count("/") == 1 and all(v.split("/")) for v in value):
+        raise ConfigError(f"platforms.{name}.kubectl_redeploy must be a list of 'kind/name' objects in the order "
+                          f"they are applied, e.g. ['function/kde-function', 'httptrigger/kde-function'], "
+                          f"got {value!r}")
+    return tuple(value)
 
 
 def _check_choice(platform: str, key: str, value: str, choices: tuple[str, ...]) -> None:
@@ -279,7 +490,7 @@ class PlanItem:
 
     index: int
     run_key: str
-    step: str  # warmup | concurrency | probe | coldstart
+    step: str  # warmup | concurrency | extra-repetitions | probe | coldstart
     platform: str
     concurrency: int | None
     repetition: int | None
@@ -294,12 +505,39 @@ def ab_run_key(experiment: str, platform: str, concurrency: int, repetition: int
     return f"{experiment}-{platform}-c{concurrency}-r{repetition}"
 
 
+# The stability step (analysis/bench/stability.py): extra repetitions of the cells whose repetitions disagree. It
+# runs right after the planned concurrency runs, while the servers are still warm, and is its own plan item.
+EXTRA_REPETITIONS = "extra-repetitions"
+
+
 def probe_run_key(platform: str) -> str:
     return f"probe-{platform}"
 
 
-def coldstart_run_key(platform: str, repetition: int) -> str:
-    return f"coldstart-{platform}-r{repetition}"
+def autoscale_run_key(platform: str, concurrency: int) -> str:
+    """`autoscale-<platform>-c<C>`: one autoscaling run per platform (paper profile)."""
+    return f"autoscale-{platform}-c{concurrency}"
+
+
+def autoscale_platforms(config: BenchConfig) -> list[str]:
+    """The platforms the autoscaling experiment runs on: chosen by autoscale_platforms and reachable by kubectl
+    (a kubeconfig, a context and the Deployment the HPA scales), in PLATFORMS order."""
+    chosen = config.knobs["autoscale_platforms"]
+    return [p for p in PLATFORMS if p in chosen and p in config.platforms
+            and all((config.platforms[p].kubeconfig, config.platforms[p].kubectl_context,
+                     config.platforms[p].kubectl_deployment))]
+
+
+def coldstart_run_key(platform: str, repetition: int, restart: str = "docker") -> str:
+    """`coldstart-<platform>-r<R>`; a kubectl restart adds its kind: coldstart-function-replicas_0_to_1-r1."""
+    if restart == "docker":
+        return f"coldstart-{platform}-r{repetition}"
+    return f"coldstart-{platform}-{COLDSTART_KINDS[restart]}-r{repetition}"
+
+
+def rate_run_key(platform: str, capacity_pct: float | None, rps: float | None) -> str:
+    """`rate-<platform>-<P>pct` (P % of the closed-loop capacity) or `rate-<platform>-<R>rps` (issue 13)."""
+    return f"rate-{platform}-{capacity_pct:g}pct" if rps is None else f"rate-{platform}-{rps:g}rps"
 
 
 def warmup_concurrency(knobs: dict[str, Any]) -> int:
@@ -325,14 +563,44 @@ def make_plan(config: BenchConfig, run_dir: Path | str) -> list[PlanItem]:
         for conc in knobs["concurrency"]:
             for platform in order:
                 ab_step("concurrency", platform, conc, rep, knobs["requests_per_run"])
+    if knobs["stability_max_extra_repetitions"] and knobs["repetitions"] >= 2:  # issue 14: before probe/cold starts
+        steps.append((EXTRA_REPETITIONS, EXTRA_REPETITIONS, "", None, None, 0, [EXTRA_REPETITIONS, run_dir]))
     if knobs["probe_requests"]:
         for platform in names:
             argv = ["probe", run_dir, "--platform", platform, "--requests", str(knobs["probe_requests"])]
             steps.append((probe_run_key(platform), "probe", platform, None, None, knobs["probe_requests"], argv))
+    # open-loop (issue 13): offered rates per platform, taken from the capacity the sweep above measured
+    for platform in (names if knobs["rate_platforms"] is None else [p for p in names if p in knobs["rate_platforms"]]):
+        for pct, rps in [(p, None) for p in ([] if knobs["rate_rps"] else knobs["rate_capacity_pct"])] + [
+                (None, r) for r in knobs["rate_rps"]]:
+            argv = ["rate-step", run_dir, "--platform", platform,
+                    *(["--capacity-pct", f"{pct:g}"] if rps is None else ["--rps", f"{rps:g}"])]
+            steps.append((rate_run_key(platform, pct, rps), "rate", platform, None, None,
+                          0 if rps is None else round(rps * knobs["rate_duration_s"]), argv))
+    # issue 11: the overload region (one short run per platform and concurrency), then the WARMUP_CALLS=0 variant
+    for conc in knobs["overload_concurrency"]:
+        for platform in names:
+            ab_step("overload", platform, conc, 1, knobs["overload_requests"])
+    if knobs["bodylimit_bytes"]:
+        for platform in ("function", "function_ingress"):
+            if platform in config.platforms:
+                steps.append((f"bodylimit-{platform}", "bodylimit", platform, None, None, 1,
+                              ["bodylimit", run_dir, "--platform", platform]))
+    function = config.platforms.get("function")
+    if knobs["nowarmup_requests"] and function is not None and function.container and function.restart == "docker":
+        argv = ["nowarmup", run_dir, "--platform", "function"]
+        steps.append((ab_run_key("nowarmup", "function", 1, 1), "nowarmup", "function", 1, 1,
+                      knobs["nowarmup_requests"], argv))
     for rep in range(1, knobs["coldstart_repetitions"] + 1):
         for platform in names:
-            if config.platforms[platform].restart == "none":
-                continue
-            argv = ["coldstart", run_dir, "--platform", platform, "--repetition", str(rep)]
-            steps.append((coldstart_run_key(platform, rep), "coldstart", platform, None, rep, 1, argv))
+            for restart in config.platforms[platform].restart_kinds:
+                argv = ["coldstart", run_dir, "--platform", platform, "--repetition", str(rep)]
+                if restart != "docker":
+                    argv += ["--restart", restart]
+                steps.append((coldstart_run_key(platform, rep, restart), "coldstart", platform, None, rep, 1, argv))
+    # autoscaling (paper profile), last: the HPA leaves the platform with more replicas than the runs above had
+    for platform in autoscale_platforms(config):
+        conc = knobs["autoscale_concurrency"]
+        steps.append((autoscale_run_key(platform, conc), "autoscale", platform, conc, None, 0,
+                      ["autoscale", run_dir, "--platform", platform]))
     return [PlanItem(i, *step) for i, step in enumerate(steps, start=1)]

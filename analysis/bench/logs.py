@@ -83,18 +83,23 @@ class KubectlLogs:
 
     name = "kubectl"
 
-    def __init__(self, target: str, namespace: str | None, context: str | None) -> None:
+    def __init__(self, target: str, namespace: str | None, context: str | None, kubeconfig: str | None = None,
+                 binary: str = "kubectl") -> None:
         self.target = target.split()
         self.namespace = namespace
         self.context = context
+        self.kubeconfig = kubeconfig
+        self.binary = binary
 
     def mark(self) -> Mark:
         return Mark(time.time())
 
     def collect(self, since: Mark, out_dir: Path) -> dict[str, Any]:
         until = time.time()
-        argv = ["kubectl", "logs", *self.target, f"--since-time={_utc(since.epoch)}", "--timestamps=true",
+        argv = [self.binary, "logs", *self.target, f"--since-time={_utc(since.epoch)}", "--timestamps=true",
                 "--all-containers=true"]
+        if self.kubeconfig:
+            argv += ["--kubeconfig", self.kubeconfig]
         if self.namespace:
             argv += ["--namespace", self.namespace]
         if self.context:
@@ -167,7 +172,8 @@ def log_source(platform: PlatformConfig, docker_host: str) -> LogSource:
     if platform.log_source == "docker" and platform.container:
         return DockerLogs(platform.container, docker_host)
     if platform.log_source == "kubectl" and platform.kubectl_target:
-        return KubectlLogs(platform.kubectl_target, platform.kubectl_namespace, platform.kubectl_context)
+        return KubectlLogs(platform.kubectl_target, platform.kubectl_namespace, platform.kubectl_context,
+                           platform.kubeconfig, platform.kubectl_bin)
     if platform.log_source == "file" and platform.log_file:
         return FileLogs(platform.log_file)
     return NoLogs()

@@ -17,14 +17,18 @@ import subprocess
 import time
 from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from analysis.bench import SCHEMA_VERSION, ab
+from analysis.bench import ab, layers, schema, system
 from analysis.bench.client import DockerError, docker_inspect, request
+from analysis.bench.cluster import ClusterError, ClusterRestart, check_kubeconfig
 from analysis.bench.config import (
+    COLDSTART_KINDS,
+    EXTRA_REPETITIONS,
+    RESTARTS,
     PlanItem,
     PlatformConfig,
     ab_run_key,
@@ -35,12 +39,16 @@ from analysis.bench.logs import log_source, prediction_records
 from analysis.bench.manifest import DONE, RunFolder, utc_now, write_json
 from analysis.bench.metrics import scrape, server_mean_ms
 from analysis.bench.resources import RESOURCES_FILE, ResourceError, ResourceSampler, resource_source
+from analysis.bench.schema import SCHEMA_VERSION
 
 PROBE_FILE = "probe.jsonl"
 COLDSTART_FILE = "coldstart.json"
 METRICS_BEFORE = "metrics.before.txt"
 METRICS_AFTER = "metrics.after.txt"
 DOCKER_TIMEOUT_S = 120
+# ab-run experiments: the discarded warm-up, the paper's matrix, and (issue 11) the overload region and the
+# WARMUP_CALLS=0 variant
+AB_EXPERIMENTS = ("warmup", "concurrency", "overload", "nowarmup")
 
 
 class Interrupted(KeyboardInterrupt):
@@ -122,13 +130,16 @@ def _scrape(platform: PlatformConfig, out: Path, name: str, timeout: float) -> s
 
 # ------------------------------------------------------------------------------------------- ab runs
 def run_one(folder: RunFolder, experiment: str, platform_name: str, concurrency: int, repetition: int,
-            requests: int | None = None) -> StepResult:
-    """One ab run with /metrics before and after, resource sampling during, and the server's log lines."""
-    if experiment not in ("warmup", "concurrency"):
-        raise StepError(f"experiment must be warmup or concurrency, got {experiment!r}")
+            requests: int | None = None, platform: PlatformConfig | None = None,
+            run_timeout_s: float | None = None) -> StepResult:
+    """One ab run with /metrics before and after, resource sampling during, and the server's log lines.
+
+    `platform` replaces the configured one (the WARMUP_CALLS=0 variant's temporary container, issue 11)."""
+    if experiment not in AB_EXPERIMENTS:
+        raise StepError(f"experiment must be one of {', '.join(AB_EXPERIMENTS)}, got {experiment!r}")
     if (experiment == "warmup") != (repetition == 0):
         raise StepError("a warm-up run has repetition 0 and only a warm-up run has")
-    platform = _platform(folder, platform_name)
+    platform = platform or _platform(folder, platform_name)
     knobs = folder.config.knobs
     if requests is None:
         requests = knobs["warmup_requests"] if experiment == "warmup" else knobs["requests_per_run"]
@@ -142,6 +153,8 @@ def run_one(folder: RunFolder, experiment: str, platform_name: str, concurrency:
         content_type="image/jpeg", socket_timeout_s=knobs["ab_timeout_s"], keepalive=knobs["keepalive"],
         accept_variable_length=knobs["accept_variable_length"],
     )
+    serving, placement = system.where(folder.config, platform)  # issue 14: what serves, and where ab runs
+    command = replace(command, cpus=placement["load_generator_cpus"])
     ab.find_ab(command.ab)  # a missing ab is the harness's problem: fail before touching the service
     logs = log_source(platform, folder.config.docker_host)
     metrics_before_error = _scrape(platform, out, METRICS_BEFORE, knobs["request_timeout_s"])
@@ -154,18 +167,25 @@ def run_one(folder: RunFolder, experiment: str, platform_name: str, concurrency:
     except ResourceError as exc:
         resources_info["error"] = str(exc)
     mark = logs.mark()
+    ingress = layers.IngressLogs(platform.ingress_dir) if platform.ingress_dir else None  # issue 11
+    sync_error = layers.sync_endpoint(platform.ingress_dir) if platform.ingress_dir else None
+    ingress_mark = ingress.mark() if ingress else None
     if sampler is not None:
         sampler.start()  # its baseline sample is taken before the load starts
     started = time.time()
+    watch = system.Watch(out, knobs["busy_cpu_pct"], serving, placement).start()
     try:
-        result = ab.run_ab(command, out, timeout_s=knobs["run_timeout_s"], check=False)
+        result = ab.run_ab(command, out, timeout_s=run_timeout_s or knobs["run_timeout_s"], check=False)
     finally:
+        system_info = watch.stop()
         if sampler is not None:
             resources_info = sampler.stop()
     finished = time.time()
     metrics_after_error = _scrape(platform, out, METRICS_AFTER, knobs["request_timeout_s"])
     time.sleep(knobs["log_settle_s"])
     logs_info = logs.collect(mark, out)
+    if ingress is not None and ingress_mark is not None:
+        logs_info["ingress"] = {**ingress.collect(ingress_mark, out), "sync_error": sync_error}
 
     summary = _run_summary(result, out, platform)
     _finish(folder, out, {
@@ -179,8 +199,10 @@ def run_one(folder: RunFolder, experiment: str, platform_name: str, concurrency:
         "metrics": {"url": platform.metrics_url, "before_error": metrics_before_error,
                     "after_error": metrics_after_error},
         "logs": logs_info, "resources": resources_info, "summary": summary,
+        "system": system_info,  # issue 14: what competed during the run (raw/<run_key>/system.json in full)
     })
-    return StepResult(run_key, False, f"{position} {run_key}: {_progress(result, summary)}")
+    return StepResult(run_key, False, f"{position} {run_key}: {_progress(result, summary)}"
+                      + (f" — BUSY: {'; '.join(system_info['reasons'])}" if system_info.get("busy") else ""))
 
 
 def _run_summary(result: ab.AbResult, out: Path, platform: PlatformConfig) -> dict[str, Any]:
@@ -189,7 +211,7 @@ def _run_summary(result: ab.AbResult, out: Path, platform: PlatformConfig) -> di
     predictions = [p for p in predictions if isinstance(p, int | float)]
     return {
         "completed": s.completed if s else None,
-        "failed": s.failures.total if s else None,
+        "errors": result.classified.errors if result.classified else None,
         "non_2xx": s.non_2xx if s else None,
         "requests_per_s": s.requests_per_s if s else None,
         "p50_ms": result.percentile(50),
@@ -200,13 +222,15 @@ def _run_summary(result: ab.AbResult, out: Path, platform: PlatformConfig) -> di
 
 
 def _progress(result: ab.AbResult, summary: dict[str, Any]) -> str:
-    s = result.summary
-    if s is None:
+    s, c = result.summary, result.classified
+    if s is None or c is None:
         return f"ABORTED: {result.error}"
-    f = s.failures
+    causes = ", ".join(f"{name.replace('_', ' ')} {getattr(c, name)}" for name in schema.ERROR_CAUSES
+                       if getattr(c, name))
     text = (f"{s.requests_per_s or 0:.1f} req/s, p50 {_ms(result.percentile(50))}, "
-            f"failures {f.total} (connect {f.connect}, receive {f.receive}, length {f.length}, "
-            f"exceptions {f.exceptions}), non-2xx {s.non_2xx}")
+            f"errors {c.errors}" + (f" ({causes})" if causes else ""))
+    if c.length_mismatch:
+        text += f", {c.length_mismatch} 2xx of another length (served)"
     if summary.get("server_mean_ms") is not None:
         text += f", server mean {summary['server_mean_ms']:.1f} ms"
     if summary.get("prediction_mean_ms") is not None:
@@ -243,17 +267,18 @@ def probe(folder: RunFolder, platform_name: str, requests: int | None = None) ->
         for seq in range(1, requests + 1):
             sent = time.time()
             resp = request("POST", platform.url, body, "image/jpeg", timeout=knobs["request_timeout_s"])
-            prediction_ms, error = None, resp.error
+            prediction_ms, error, model_sha256 = None, resp.error, None
             if resp.status == 200:
                 try:
                     prediction_ms = float(resp.json()["prediction_ms"])
-                except (ValueError, KeyError, TypeError) as exc:
+                    model_sha256 = resp.json().get("model_sha256")  # which model answered (compare checks it)
+                except (ValueError, KeyError, TypeError, AttributeError) as exc:
                     error = f"no prediction_ms in the 200 response: {exc}"
             elif resp.status is not None:
                 error = f"HTTP {resp.status}: {resp.body[:200].decode('utf-8', 'replace')}"
             row = {"seq": seq, "sent_utc": _epoch_utc(sent), "status": resp.status,
                    "response_ms": round(resp.elapsed_ms, 3), "prediction_ms": prediction_ms,
-                   "response_bytes": len(resp.body), "error": error}
+                   "response_bytes": len(resp.body), "model_sha256": model_sha256, "error": error}
             f.write(json.dumps(row) + "\n")
             f.flush()
             rows.append(row)
@@ -329,19 +354,40 @@ def _poll_first_200(platform: PlatformConfig, body: bytes, t0: float, knobs: dic
     return attempts, outcomes, None
 
 
-def coldstart(folder: RunFolder, platform_name: str, repetition: int) -> StepResult:
+def coldstart(folder: RunFolder, platform_name: str, repetition: int, restart: str | None = None) -> StepResult:
+    """One cold start of a platform by its configured restart: `docker` (container_restart) or a kubectl
+    restart on a cluster (`kubectl-scale`: replicas_0_to_1, `kubectl-redeploy`: deploy_to_first_200).
+
+    `restart` picks one when the platform has several; with one it may be left out.
+    """
+    platform = _platform(folder, platform_name)
+    kinds = platform.restart_kinds
+    if not kinds:
+        raise StepError(f"platform {platform_name!r} has restart 'none': no cold starts configured (set restart "
+                        f"to one of {', '.join(k for k in RESTARTS if k != 'none')})")
+    if restart is None:
+        if len(kinds) > 1:
+            raise StepError(f"platform {platform_name!r} has several restarts ({', '.join(kinds)}): choose one "
+                            "with --restart")
+        restart = kinds[0]
+    if restart not in kinds:
+        raise StepError(f"platform {platform_name!r} is configured with restart {', '.join(kinds)}, "
+                        f"not {restart!r}")
+    if repetition < 1:
+        raise StepError(f"--repetition must be at least 1, got {repetition}")
+    if restart == "docker":
+        return _container_restart(folder, platform, repetition)
+    return _kubectl_restart(folder, platform, repetition, restart)
+
+
+def _container_restart(folder: RunFolder, platform: PlatformConfig, repetition: int) -> StepResult:
     """Stop the platform's container, start it, and time `docker start` -> first HTTP 200 prediction.
 
     The clock starts just before `docker start`, so it covers container start, the server's start-up and
     model load, and the first inference — what a user waits for after a restart. docker's own StartedAt is
     recorded too, to split process start from the rest. Polls are bounded by coldstart_timeout_s.
     """
-    platform = _platform(folder, platform_name)
-    if platform.restart != "docker" or not platform.container:
-        raise StepError(f"platform {platform_name!r} has restart {platform.restart!r}: cold starts need "
-                        "restart 'docker' and a container name (clusters: not implemented yet)")
-    if repetition < 1:
-        raise StepError(f"--repetition must be at least 1, got {repetition}")
+    platform_name = platform.name
     knobs = folder.config.knobs
     run_key = coldstart_run_key(platform_name, repetition)
     position = _position(folder, run_key)
@@ -394,14 +440,179 @@ def coldstart(folder: RunFolder, platform_name: str, repetition: int) -> StepRes
     return StepResult(run_key, False, f"{position} {run_key}: {line}")
 
 
+def _kubectl_restart(folder: RunFolder, platform: PlatformConfig, repetition: int, restart: str) -> StepResult:
+    """Take the platform down with kubectl (analysis/bench/cluster.py), bring it back, and time the first
+    kubectl command of the start -> the first HTTP 200 prediction.
+
+    kubectl-scale: Deployment scaled to 0 until no pod is left (stop_ms), then to 1 (start_command_ms: the
+    scale command). kubectl-redeploy: the objects of kubectl_redeploy saved, deleted and waited gone (stop_ms),
+    then applied again in order with the waits the http-trigger controller needs (start_command_ms: applies
+    and waits, inside the clock). Polls and waits are bounded by coldstart_timeout_s. The platform is left
+    deployed whatever happened, interruptions included.
+    """
+    platform_name = platform.name
+    knobs = folder.config.knobs
+    kind = COLDSTART_KINDS[restart]
+    run_key = coldstart_run_key(platform_name, repetition, restart)
+    position = _position(folder, run_key)
+    if folder.is_done(run_key):
+        return StepResult(run_key, True, f"{position} {run_key}: already done")
+    try:
+        check_kubeconfig(platform)  # before anything is written or touched
+        out = _prepare(folder, run_key)
+        assert out is not None
+        cluster = ClusterRestart(platform, restart, out)
+        cluster.save_objects()
+    except ClusterError as exc:
+        raise StepError(str(exc)) from None
+    body = folder.payload_path.read_bytes()
+    logs = log_source(platform, folder.config.docker_host)
+
+    try:
+        stop_ms, stop_error = cluster.stop(knobs["coldstart_timeout_s"])
+        mark = logs.mark()
+        t0 = time.perf_counter()
+        start_epoch = time.time()
+        start_ms, start_error = cluster.start(t0 + knobs["coldstart_timeout_s"])
+    except BaseException:  # interrupted between stop and start: never leave the platform down
+        cluster.recover()
+        raise
+    attempts, outcomes, first_200 = (0, Counter(), None) if stop_error or start_error else _poll_first_200(
+        platform, body, t0, knobs)
+    time.sleep(knobs["log_settle_s"])
+    logs_info = logs.collect(mark, out)
+
+    error = stop_error or start_error
+    if error is None and first_200 is None:
+        error = f"no HTTP 200 within {knobs['coldstart_timeout_s']} s ({attempts} attempts)"
+    record = {
+        "platform": platform_name, "repetition": repetition, "kind": kind,
+        "stop_ms": round(stop_ms, 3), "start_command_ms": round(start_ms, 3), "start_epoch": start_epoch,
+        "attempts": attempts, "attempt_outcomes": dict(outcomes), "first_200": first_200, **cluster.record(),
+    }
+    write_json(out / COLDSTART_FILE, record)
+    _finish(folder, out, {
+        "run_key": run_key, "step": "coldstart", "platform": platform_name, "repetition": repetition,
+        "restart": restart, "started_utc": _epoch_utc(start_epoch), "finished_utc": utc_now(),
+        "outcome": "ok" if first_200 else "failed", "error": error, "logs": logs_info,
+    })
+    if first_200:
+        line = (f"{kind}: first 200 after {first_200['start_to_first_200_ms'] / 1000:.2f} s ({attempts} attempts; "
+                f"stop {stop_ms / 1000:.1f} s, start commands {start_ms / 1000:.2f} s)")
+    else:
+        line = f"{kind}: FAILED: {error}"
+    return StepResult(run_key, False, f"{position} {run_key}: {line}")
+
+
+# --------------------------------------------------------------------------------- autoscaling (paper profile)
+def autoscale(folder: RunFolder, platform_name: str) -> StepResult:
+    """ab load on a cluster platform while its HorizontalPodAutoscaler scales it; replicas sampled over time.
+
+    From the control node: look for the platform's HPA (bounded; the playbook applies it, playbooks/paper/
+    autoscale.yml), sample the Deployment and the HPA through kubectl every autoscale_sample_interval_s into
+    raw/<run_key>/autoscale.jsonl (analysis/bench/autoscale.py), run ab at autoscale_concurrency for
+    autoscale_duration_s (never longer than run_timeout_s), then keep sampling for autoscale_tail_s. Without the
+    HPA the step does not run and leaves no folder, so it stays pending until the HPA is there.
+    """
+    from analysis.bench import autoscale as autoscaling
+    from analysis.bench.cluster import Kubectl
+    from analysis.bench.config import autoscale_run_key
+
+    platform = _platform(folder, platform_name)
+    knobs = folder.config.knobs
+    run_key = autoscale_run_key(platform_name, knobs["autoscale_concurrency"])
+    position = _position(folder, run_key)
+    if folder.is_done(run_key):
+        return StepResult(run_key, True, f"{position} {run_key}: already done")
+    if not platform.kubectl_deployment:
+        raise StepError(f"platform {platform_name!r} has no kubectl_deployment: the autoscaling run needs the "
+                        "Deployment its HPA scales")
+    try:
+        check_kubeconfig(platform)
+        kubectl = Kubectl.for_platform(platform)
+    except ClusterError as exc:
+        raise StepError(str(exc)) from None
+    hpa, hpa_error = autoscaling.find_hpa(kubectl, platform.kubectl_deployment, autoscaling.HPA_WAIT_S)
+    if hpa is None:
+        return StepResult(run_key, True, f"{position} {run_key}: NOT RUN, no HorizontalPodAutoscaler "
+                          f"{platform.kubectl_deployment} ({hpa_error}); playbooks/paper/autoscale.yml applies it "
+                          "and runs this step")
+    out = _prepare(folder, run_key)
+    assert out is not None
+    write_json(out / autoscaling.HPA_FILE, hpa)
+    command = ab.AbCommand(
+        url=platform.url, requests=autoscaling.MAX_REQUESTS, concurrency=knobs["autoscale_concurrency"],
+        post_file=folder.payload_path, content_type="image/jpeg", socket_timeout_s=knobs["ab_timeout_s"],
+        keepalive=knobs["keepalive"], accept_variable_length=knobs["accept_variable_length"],
+    )
+    ab.find_ab(command.ab)
+    limit_s = min(float(knobs["autoscale_duration_s"]), float(knobs["run_timeout_s"]))
+    sampler = autoscaling.ReplicaSampler(kubectl, platform.kubectl_deployment, knobs["autoscale_sample_interval_s"],
+                                         out / autoscaling.AUTOSCALE_FILE)
+    sampler.start()  # the first sample, before the load
+    try:
+        sampler.phase = "load"
+        started = time.time()
+        result = ab.run_ab(command, out, timeout_s=limit_s, check=False)
+        finished = time.time()
+        sampler.phase = "tail"
+        time.sleep(knobs["autoscale_tail_s"])
+    finally:
+        samples_info = sampler.stop()
+    s = result.summary
+    scale = autoscaling.scale_up(autoscaling.read_samples(out / autoscaling.AUTOSCALE_FILE), started)
+    error = None if s is not None else result.error
+    if error is None and samples_info["samples"] == samples_info["errors"]:
+        error = f"no sample could be read: {samples_info['first_error']}"
+    _finish(folder, out, {
+        "run_key": run_key, "step": "autoscale", "platform": platform_name,
+        "concurrency": knobs["autoscale_concurrency"], "duration_s": knobs["autoscale_duration_s"],
+        "limit_s": limit_s, "tail_s": knobs["autoscale_tail_s"],
+        "started_utc": _epoch_utc(started), "finished_utc": _epoch_utc(finished),
+        "started_epoch": started, "finished_epoch": finished,
+        "outcome": "ok" if error is None else "failed", "error": error,
+        "ab": {"argv": result.argv, "returncode": result.returncode, "wall_s": result.wall_s,
+               "note": result.error, "completed": s.completed if s else None,
+               "requests_per_s": s.requests_per_s if s else None},
+        "samples": samples_info, "scale_up": scale,
+        "hpa": {k: (hpa.get("spec") or {}).get(k) for k in ("minReplicas", "maxReplicas",
+                                                            "targetCPUUtilizationPercentage")},
+    })
+    if error:
+        return StepResult(run_key, False, f"{position} {run_key}: FAILED: {error}")
+    line = (f"{s.requests_per_s or 0:.1f} req/s for {result.wall_s:.0f} s at c={knobs['autoscale_concurrency']}; "
+            f"ready replicas {scale['ready_before']} -> max {scale['ready_max']}; "
+            + (f"scale-up decided after {scale['decided_s']:.0f} s" if scale["decided_s"] is not None
+               else "no scale-up decided")
+            + (f", replica ready after {scale['ready_s']:.0f} s" if scale["ready_s"] is not None else "")
+            + f"; {samples_info['samples']} samples ({samples_info['errors']} failed)")
+    return StepResult(run_key, False, f"{position} {run_key}: {line}")
+
+
 # ------------------------------------------------------------------------------------------- the plan
 def run_item(folder: RunFolder, item: PlanItem) -> StepResult:
-    if item.step in ("warmup", "concurrency"):
+    if item.step in ("warmup", "concurrency", "overload"):
         assert item.concurrency is not None and item.repetition is not None
         return run_one(folder, item.step, item.platform, item.concurrency, item.repetition, item.requests)
+    if item.step == "nowarmup":  # issue 11
+        from analysis.bench.nowarmup import nowarmup
+        return nowarmup(folder, item.platform, item.requests)
+    if item.step == "bodylimit":  # issue 11
+        from analysis.bench.bodylimit import bodylimit
+        return bodylimit(folder, item.platform)
+    if item.step == EXTRA_REPETITIONS:  # issue 14
+        from analysis.bench.stability import run_extra
+        return run_extra(folder)
+    if item.step == "rate":  # issue 13
+        from analysis.bench.rate import rate_step
+        value = float(item.argv[-1])
+        return rate_step(folder, item.platform, *((value, None) if "--capacity-pct" in item.argv else (None, value)))
     if item.step == "probe":
         return probe(folder, item.platform, item.requests)
+    if item.step == "autoscale":  # paper profile
+        return autoscale(folder, item.platform)
     if item.step == "coldstart":
         assert item.repetition is not None
-        return coldstart(folder, item.platform, item.repetition)
+        restart = item.argv[item.argv.index("--restart") + 1] if "--restart" in item.argv else None
+        return coldstart(folder, item.platform, item.repetition, restart)
     raise StepError(f"unknown step {item.step!r}")

@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SCHEMA_VERSION = 2
-PLATFORMS = ("function", "container")
+# function_ingress (issue 11): the function through nginx as ingress-nginx 0.16.2 renders its HTTPTrigger
+PLATFORMS = ("function", "container", "function_ingress")
 
 # Why a request did not get a complete 2xx answer; each failed request is counted under exactly one cause.
 #   non_2xx      a whole reply with another status (408 from the runtime's join, 413, 500, 502/504 from a proxy)
@@ -63,7 +64,7 @@ def _c(name: str, kind: str, doc: str, needed: bool = True) -> Column:
 
 _RUN_IDENT = (
     _c("run_key", "str", "folder name under raw/, e.g. `concurrency-function-c10-r3`"),
-    _c("experiment", "str", "`warmup` or `concurrency`"),
+    _c("experiment", "str", "`warmup`, `concurrency`, `overload` or `nowarmup`"),
     _c("platform", "str", "a platform of manifest.json, e.g. `function` or `container`"),
     _c("concurrency", "int", "ab -c"),
     _c("repetition", "int", "1..repetitions (0 for a warm-up)"),
@@ -109,6 +110,13 @@ RUNS = Table("runs.csv", True, "one row per ab run; warm-up runs are kept with e
     _c("outcome", "str?", "`ok`, `aborted` (ab gave up: statistics empty) or `interrupted` (stopped at "
                           "run_timeout_s: statistics cover what finished)", False),
     _c("error", "str?", "ab's own message for a run that is not `ok`", False),
+    # what competed with the run (issue 14; analysis/bench/system.py, raw/<run_key>/system.json in full)
+    _c("load_1m_before", "float?", "1-minute load average just before the run", False),
+    _c("steal_pct", "float?", "CPU stolen by the hypervisor during the run, % of one core", False),
+    _c("load_generator_cpu_pct", "float?", "ab's own CPU time over the run, % of one core", False),
+    _c("others_cpu_pct", "float?", "CPU of processes that are neither the harness, the serving containers nor "
+                                   "docker-proxy, % of one core", False),
+    _c("busy", "int?", "1 when others_cpu_pct or steal_pct exceeded busy_cpu_pct, else 0", False),
 ))
 
 REQUESTS = Table("requests.csv", True, "one row per attempt of every ab run (ab -g), failed attempts included", (
@@ -160,7 +168,33 @@ RESOURCES = Table("resources.csv", False, "one row per CPU/memory sample", (
     _c("mem_limit_bytes", "float?", "limit; empty when unlimited or unknown"),
 ))
 
-TABLES: dict[str, Table] = {t.file: t for t in (RUNS, REQUESTS, PROBE, PREDICTIONS, COLDSTART, RESOURCES)}
+# issue 11: every failed request of an ab run under the layer that produced it (analysis/bench/layers.py), and the
+# oversized-body check of each function path. The layer columns add up to `errors`.
+ERROR_LAYERS = ("runtime_408", "runtime_error", "runtime_backlog", "proxy", "ingress", "client_timeout",
+                "unattributed")
+LAYERS = Table("errors_by_layer.csv", False, "one row per ab run: its failed requests by the layer that made them", (
+    *_RUN_IDENT,
+    _c("errors", "int", "failed requests of the run (runs.csv errors)"),
+    _c("runtime_408", "int", "408 pages from the runtime's join (its access log)"),
+    _c("runtime_error", "int", "other non-2xx pages the runtime sent (500, 413, 4xx; its access log)"),
+    _c("runtime_backlog", "int", "connections the runtime reset or refused (its listen backlog), seen by ab or "
+                                 "named by nginx's error log"),
+    _c("proxy", "int", "connections docker-proxy closed with no reply (ab's empty replies on a direct path)"),
+    _c("ingress", "int", "replies nginx produced itself (413, 502, 504) or connections it closed"),
+    _c("client_timeout", "int", "ab gave up waiting (-s)"),
+    _c("unattributed", "int", "failed requests no log line accounts for"),
+    _c("evidence", "str?", "the log and metric facts behind the counts", False),
+))
+BODYLIMIT = Table("bodylimit.csv", False, "one oversized POST per function path: who answered", (
+    _c("platform", "str", "function or function_ingress"),
+    _c("bytes", "int", "body size sent (bodylimit_bytes)"),
+    _c("status", "int", "HTTP status; 0 when no reply arrived"),
+    _c("answered_by", "str", "`ingress`, `runtime`, `none` or `unknown`"),
+    _c("evidence", "str?", "the log line that names the layer", False),
+))
+
+TABLES: dict[str, Table] = {t.file: t for t in (RUNS, REQUESTS, PROBE, PREDICTIONS, COLDSTART, RESOURCES, LAYERS,
+                                                BODYLIMIT)}
 
 # Percentiles need samples: the p-th percentile of n samples is only shown when n * (1 - p/100) >= 6.62, i.e.
 # at least 662 samples for a p99 (MLPerf LoadGen's rule for a 99 % bound at 95 % confidence), 133 for a p95,
@@ -174,3 +208,83 @@ def samples_needed(percentile: float) -> int:
         raise ValueError(f"percentile must be between 0 and 100, got {percentile}")
     tail = 1.0 - percentile / 100.0
     return int(-(-round(TAIL_SAMPLES_NEEDED / min(tail, 1 - tail), 6) // 1))
+
+
+# open-loop (issue 13): the `rate` experiment and `python -m analysis.bench rate` (analysis/bench/openloop.py). Latency
+# is counted from each request's *scheduled* send time; a run whose generator fell behind is valid = 0.
+RATE_OUTCOMES = ("served", *ERROR_CAUSES, "dropped")
+RATE_RUNS = Table("rate_runs.csv", False, "one row per open-loop run (one platform at one offered rate)", (
+    _c("run_key", "str", "folder name under raw/, e.g. `rate-function-90pct` or `rate-container-12.5rps`"),
+    _c("experiment", "str", "`rate`"),
+    _c("platform", "str", "a platform of manifest.json"),
+    _c("arrivals", "str?", "`poisson`, `constant` or `trace`", False),
+    _c("seed", "int?", "seed of the Poisson schedule", False),
+    _c("capacity_pct", "float?", "offered rate in % of capacity_rps; empty for an explicit rate"),
+    _c("capacity_rps", "float?", "the platform's closed-loop capacity in this run: best served req/s of its "
+                                 "concurrency cells (each the median of its repetitions); empty for an explicit rate"),
+    _c("offered_rps", "float?", "the rate asked for, requests per second"),
+    _c("duration_s", "float?", "seconds of arrivals", False),
+    _c("max_outstanding", "int?", "cap on requests in flight (one due above it is dropped)", False),
+    _c("scheduled", "int?", "requests the schedule holds (sent + dropped)"),
+    _c("scheduled_rps", "float?", "scheduled / duration_s: the offered rate this schedule realised", False),
+    _c("sent", "int?", "requests sent (scheduled - dropped)", False),
+    _c("dropped", "int?", "requests not sent because max_outstanding were in flight: never delayed, never retried"),
+    _c("served", "int?", "requests that received a complete 2xx answer"),
+    _c("errors", "int?", "sent requests without a complete 2xx answer, each counted once; "
+                         "= non_2xx + reset + refused + empty_reply + timeout"),
+    _c("non_2xx", "int?", "whole replies with another status (redirects are not followed)"),
+    _c("reset", "int?", "connection reset (RST) or closed in the middle of a reply"),
+    _c("refused", "int?", "connection refused, or could not be opened for another reason than a timeout"),
+    _c("empty_reply", "int?", "connection closed with no byte of reply"),
+    _c("timeout", "int?", "no complete reply within request_timeout_s"),
+    _c("achieved_rps", "float?", "served / the longer of duration_s and the time to the last completion"),
+    _c("mean_ms", "float?", "mean latency of the served requests, from the scheduled send time", False),
+    _c("min_ms", "float?", "fastest served request", False),
+    _c("max_ms", "float?", "slowest served request", False),
+    _c("p50_ms", "float?", "latency percentiles of the served requests from the scheduled send time (HdrHistogram, "
+                           "3 significant digits); empty below the samples each needs: 14 for p50"),
+    _c("p90_ms", "float?", "67 served requests needed", False),
+    _c("p99_ms", "float?", "662 served requests needed"),
+    _c("p999_ms", "float?", "p99.9: 6620 served requests needed", False),
+    _c("lag_p50_ms", "float?", "send lag (sent - scheduled) of the sent requests: median", False),
+    _c("lag_p99_ms", "float?", "send lag p99: above max_lag_ms the run is invalid"),
+    _c("lag_max_ms", "float?", "largest send lag", False),
+    _c("max_lag_ms", "float?", "the threshold (rate_max_lag_ms)", False),
+    _c("valid", "int?", "1 when the generator kept time (lag_p99_ms <= max_lag_ms); 0 rows never enter a figure"),
+    _c("invalid_reason", "str?", "why valid is 0", False),
+    _c("server_mean_ms", "float?", "mean server-side time from the /metrics histogram delta", False),
+    _c("prediction_mean_ms", "float?", "mean prediction_ms of the run's prediction log lines", False),
+    _c("cpu_mean_pct", "float?", "serving container CPU during the run, % of one core", False),
+    _c("cpu_max_pct", "float?", "highest sampled CPU, % of one core", False),
+    _c("started_utc", "str?", "wall-clock time of the schedule's t = 0", False),
+    _c("outcome", "str?", "`ok`, or `no_capacity` (no finished concurrency run to take a fraction of: nothing sent)"),
+    _c("error", "str?", "why the run is not `ok`", False),
+))
+RATE_REQUESTS = Table("rate_requests.csv", False, "one row per scheduled request of every open-loop run", (
+    _c("run_key", "str", "the run (rate_runs.csv)"),
+    _c("platform", "str", "platform"),
+    _c("seq", "int", "1..scheduled, in schedule order", False),
+    _c("scheduled_s", "float", "intended send time, seconds from the schedule's start (started_utc)"),
+    _c("sent_s", "float?", "actual send time; empty when dropped", False),
+    _c("lag_ms", "float?", "sent - scheduled; empty when dropped", False),
+    _c("latency_ms", "float?", "completion (last byte, or the failure) - scheduled time; empty when dropped"),
+    _c("status", "int", "HTTP status; 0 when no HTTP reply arrived", False),
+    _c("outcome", "str", "`served`, a cause of rate_runs.csv errors, or `dropped`"),
+    _c("served", "int", "1 for a complete 2xx answer, else 0"),
+    _c("error", "str?", "what the client saw for a failed or dropped request", False),
+))
+TABLES.update({t.file: t for t in (RATE_RUNS, RATE_REQUESTS)})
+
+# autoscaling (paper profile): analysis/bench/autoscale.py samples the Deployment and its HPA through kubectl
+AUTOSCALE = Table("autoscale.csv", False, "one row per sample of an autoscaling run (the Deployment and its HPA)", (
+    _c("run_key", "str", "the run: `autoscale-<platform>-c<C>`"),
+    _c("platform", "str", "platform"),
+    _c("t_s", "float", "seconds from the start of the load (negative: the sample taken before it)"),
+    _c("spec_replicas", "int?", "the Deployment's spec.replicas: what the HPA last asked for"),
+    _c("ready_replicas", "int?", "the Deployment's status.readyReplicas (absent in kubectl's answer = 0)"),
+    _c("hpa_current_replicas", "int?", "the HPA's status.currentReplicas"),
+    _c("hpa_desired_replicas", "int?", "the HPA's status.desiredReplicas"),
+    _c("hpa_cpu_pct", "float?", "the HPA's status.currentCPUUtilizationPercentage: mean CPU of the pods in % of "
+                                "their CPU request; empty until metrics-server has a value"),
+))
+TABLES[AUTOSCALE.file] = AUTOSCALE

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.bench import ab, schema
+from analysis.bench import ab, autoscale, layers, rate, schema
 from analysis.bench.logs import prediction_records
 from analysis.bench.manifest import DONE, RunFolder, read_json, utc_now
 from analysis.bench.metrics import server_mean_ms
@@ -85,6 +85,9 @@ def finalize(folder: RunFolder) -> tuple[list[str], list[str]]:
     done_dirs = sorted((p.parent for p in folder.raw.glob(f"*/{DONE}")),
                        key=lambda d: (order.get(d.name, len(order) + 1), d.name))
     runs, requests, probe, predictions, coldstart, resources = [], [], [], [], [], []
+    error_layers: list[dict[str, Any]] = []  # issue 11
+    bodylimit: list[dict[str, Any]] = []
+    autoscale_rows: list[dict[str, Any]] = []  # paper profile
     problems: list[str] = []
     outcomes: Counter[str] = Counter()
     for run_dir in done_dirs:
@@ -105,21 +108,34 @@ def finalize(folder: RunFolder) -> tuple[list[str], list[str]]:
             runs.append(row)
             requests.extend(rows)
             resources.extend(samples)
+            layer = layers.layer_row(run_dir, row, folder.config.platforms.get(platform_name))  # issue 11
+            if layer is not None:
+                error_layers.append(layer)
         elif done["step"] == "probe":
             probe.extend(_probe_rows(run_dir, platform_name))
         elif done["step"] == "coldstart":
             coldstart.append(_coldstart_row(run_dir, done))
+        elif done["step"] == "autoscale":  # paper profile
+            autoscale_rows.extend(autoscale.table_rows(run_dir, done))
+        elif done["step"] == "bodylimit":  # issue 11
+            limit = layers.bodylimit_row(run_dir)
+            if limit is not None:
+                bodylimit.append(limit)
 
     tables = {
         "runs.csv": (runs, RUNS_COLUMNS), "requests.csv": (requests, REQUESTS_COLUMNS),
         "probe.csv": (probe, PROBE_COLUMNS), "predictions.csv": (predictions, PREDICTIONS_COLUMNS),
         "coldstart.csv": (coldstart, COLDSTART_COLUMNS), "resources.csv": (resources, RESOURCES_COLUMNS),
+        "errors_by_layer.csv": (error_layers, schema.LAYERS.names),
+        "bodylimit.csv": (bodylimit, schema.BODYLIMIT.names),
+        "autoscale.csv": (autoscale_rows, schema.AUTOSCALE.names),
     }
     for name, (rows, columns) in tables.items():
         frame = pd.DataFrame(rows, columns=columns)
         tmp = folder.path / f".{name}.tmp"
         frame.to_csv(tmp, index=False)
         tmp.replace(folder.path / name)
+    problems += rate.write_rate_tables(folder, done_dirs)  # issue 13: rate_runs.csv, rate_requests.csv
 
     done_keys = set(folder.done_keys())
     missing = [item.run_key for item in plan if item.run_key not in done_keys]
@@ -188,6 +204,10 @@ def _ab_run(folder: RunFolder, run_dir: Path, done: dict[str, Any]
         outcome=result.outcome if done.get("outcome") != "interrupted" else "interrupted",
         error=result.error,
     )
+    competition = done.get("system") or {}  # issue 14: what competed with the run
+    row.update({k: competition.get(k) for k in ("load_1m_before", "steal_pct", "load_generator_cpu_pct",
+                                                 "others_cpu_pct")},
+               busy=None if competition.get("busy") is None else int(competition["busy"]))
     resource_rows = [{"run_key": key, "platform": platform_name, "t_s": x["t_s"], "cpu_pct": x["cpu_pct"],
                       "mem_bytes": x["mem_bytes"], "mem_limit_bytes": x["mem_limit_bytes"]} for x in samples]
     return row, rows, resource_rows
@@ -259,4 +279,9 @@ def _summary(folder: RunFolder, runs: list[dict[str, Any]], requests: list[dict[
         total = sum(1 for r in coldstart if r["platform"] == platform)
         lines.append(f"  cold start {platform}: {len(times)}/{total} ok"
                      + (f", start -> first 200 median {sorted(times)[len(times) // 2] / 1000:.2f} s" if times else ""))
+    busy = [r for r in runs if r.get("busy")]  # issue 14
+    if busy:
+        lines.append(f"  BUSY MACHINE: {len(busy)} of {len(runs)} ab runs had other processes (or CPU steal) above "
+                     f"busy_cpu_pct, up to {max(r.get('others_cpu_pct') or 0 for r in busy):.0f} % of a core; "
+                     "raw/<run_key>/system.json names them")
     return lines
