@@ -300,7 +300,8 @@ class RequestClasses:
       where non-2xx pages blur that sum, the -g rows that saw no first byte are counted instead;
     - "Non-2xx responses" counts whole replies with another status.
     `source` says how reset and refused were told apart: `stderr` (ab -v 1), or `inferred` for runs recorded
-    without -v 1 (all refused when no byte ever arrived, else all reset).
+    without -v 1 (all refused when no byte ever arrived, else all reset); `runs.csv` where layers.py reads them back
+    from a runs.csv row, which keeps the counts but not how they were told apart.
     """
 
     attempts: int
@@ -494,22 +495,26 @@ def _finished_normally(stdout: str, stderr: str | None) -> bool:
     return True
 
 
-def parse_gnuplot(path: Path | str) -> list[AbRequest]:
-    """Rows of an ab -g file, in ab's order (sorted by total time). Missing file -> AbParseError."""
-    path = Path(path)
+def _data_lines(path: Path, flag: str, header: str, strip_header: bool = False) -> list[tuple[int, str]]:
+    """The numbered non-blank lines under the header of a file ab writes at the end (-g, -e); none for an empty
+    file. A missing file or another first line is an AbParseError naming the file. `strip_header`: the header may
+    carry surrounding white space (as -e's is read)."""
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except FileNotFoundError:
-        raise AbParseError(path, "file not found (ab writes -g only when it finishes or is interrupted)") from None
+        raise AbParseError(path, f"file not found (ab writes {flag} only when it finishes or is interrupted)") from None
     if not lines:
         return []
-    if lines[0].split("\t") != GNUPLOT_HEADER:
-        expected = "\t".join(GNUPLOT_HEADER)
-        raise AbParseError(path, f"first line is not ab's -g header {expected!r}: {lines[0][:80]!r}")
+    if (lines[0].strip() if strip_header else lines[0]) != header:
+        raise AbParseError(path, f"first line is not ab's {flag} header {header!r}: {lines[0][:80]!r}")
+    return [(number, line) for number, line in enumerate(lines[1:], start=2) if line.strip()]
+
+
+def parse_gnuplot(path: Path | str) -> list[AbRequest]:
+    """Rows of an ab -g file, in ab's order (sorted by total time). Missing file -> AbParseError."""
+    path = Path(path)
     rows = []
-    for number, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
+    for number, line in _data_lines(path, "-g", "\t".join(GNUPLOT_HEADER)):
         parts = line.split("\t")
         if len(parts) != len(GNUPLOT_HEADER):
             raise AbParseError(path, f"line {number} has {len(parts)} tab-separated fields, expected 6: {line[:80]!r}")
@@ -523,18 +528,8 @@ def parse_gnuplot(path: Path | str) -> list[AbRequest]:
 def parse_percentiles(path: Path | str) -> dict[float, float]:
     """ab -e: percent served (0..100) -> time in ms. Missing file -> AbParseError."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except FileNotFoundError:
-        raise AbParseError(path, "file not found (ab writes -e only when it finishes or is interrupted)") from None
-    if not lines:
-        return {}
-    if lines[0].strip() != "Percentage served,Time in ms":
-        raise AbParseError(path, f"first line is not ab's -e header 'Percentage served,Time in ms': {lines[0][:80]!r}")
     out: dict[float, float] = {}
-    for number, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
+    for number, line in _data_lines(path, "-e", "Percentage served,Time in ms", strip_header=True):
         try:
             pct, ms = line.split(",")
             out[float(pct)] = float(ms)
@@ -625,21 +620,10 @@ def parse_run_files(
             shown = ", ".join(f"{p:g}" for p in replaced)
             notes.append(f"{percentiles_path.name}: percentiles {shown} were read by ab from beyond its "
                          f"{summary.completed} timings; replaced with the 100 % value")
-    return AbResult(
-        argv=list(argv),
-        returncode=returncode,
-        wall_s=wall_s,
-        stdout_path=stdout_path,
-        stderr_path=stderr_path,
-        gnuplot_path=gnuplot_path,
-        percentiles_path=percentiles_path,
-        summary=summary,
-        percentiles=percentiles,
-        requests=requests,
-        error=error,
-        completed_before_abort=completed_before_abort,
-        notes=notes,
-    )
+    return AbResult(argv=list(argv), returncode=returncode, wall_s=wall_s, stdout_path=stdout_path,
+                    stderr_path=stderr_path, gnuplot_path=gnuplot_path, percentiles_path=percentiles_path,
+                    summary=summary, percentiles=percentiles, requests=requests, error=error,
+                    completed_before_abort=completed_before_abort, notes=notes)
 
 
 # ------------------------------------------------------------------------------------------- running

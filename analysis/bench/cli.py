@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.bench import ab, micro_app, micro_function, rate
+from analysis.bench.arguments import print_step, run_dir_parser
 from analysis.bench.config import ConfigError, example_config, load_config
 from analysis.bench.manifest import RunFolder, RunFolderError, create, new_run_id, same_config, utc_now
 from analysis.bench.runner import Interrupted, StepError, coldstart, interruptible, probe, run_item, run_one
@@ -99,8 +100,7 @@ def _check_machine(folder: RunFolder) -> None:
 def cmd_extra_repetitions(args: argparse.Namespace) -> int:
     from analysis.bench.stability import run_extra
 
-    print(run_extra(RunFolder(args.run_dir)).line, flush=True)
-    return 0
+    return print_step(run_extra(RunFolder(args.run_dir)))
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -128,15 +128,13 @@ def _mark_interrupted(run_dir: Path, what: str) -> int:
 
 def cmd_run_one(args: argparse.Namespace) -> int:
     folder = RunFolder(args.run_dir)
-    print(run_one(folder, args.experiment, args.platform, args.concurrency, args.repetition, args.requests).line,
-          flush=True)
-    return 0
+    return print_step(run_one(folder, args.experiment, args.platform, args.concurrency, args.repetition,
+                              args.requests))
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
     folder = RunFolder(args.run_dir)
-    print(probe(folder, args.platform, args.requests).line, flush=True)
-    return 0
+    return print_step(probe(folder, args.platform, args.requests))
 
 
 def cmd_coldstart(args: argparse.Namespace) -> int:
@@ -178,61 +176,53 @@ def cmd_example_config(args: argparse.Namespace) -> int:
 
 
 def _add_extra_repetitions(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("extra-repetitions", help="more repetitions for cells whose repetitions disagree",
-                       description="The stability step (a plan item right after the concurrency runs): a cell whose "
-                                   "repetitions' medians vary by more than stability_cv_pct (coefficient of "
-                                   "variation), or whose failed requests left it short of the 662 served requests "
-                                   "a p99 needs, gets one more repetition at a time, up to "
-                                   "stability_max_extra_repetitions per cell and stability_budget_s in all. Extra "
-                                   "repetitions are numbered after the planned ones; raw/extra-repetitions/done.json "
-                                   "records each decision. Prints 'already done' when it ran before.")
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder made by init")
-    p.set_defaults(func=cmd_extra_repetitions)
+    run_dir_parser(sub, "extra-repetitions", cmd_extra_repetitions,
+                   help="more repetitions for cells whose repetitions disagree",
+                   description="The stability step (a plan item right after the concurrency runs): a cell whose "
+                               "repetitions' medians vary by more than stability_cv_pct (coefficient of "
+                               "variation), or whose failed requests left it short of the 662 served requests "
+                               "a p99 needs, gets one more repetition at a time, up to "
+                               "stability_max_extra_repetitions per cell and stability_budget_s in all. Extra "
+                               "repetitions are numbered after the planned ones; raw/extra-repetitions/done.json "
+                               "records each decision. Prints 'already done' when it ran before.")
 
 
 def cmd_nowarmup(args: argparse.Namespace) -> int:  # issue 11
     from analysis.bench.nowarmup import nowarmup
 
-    print(nowarmup(RunFolder(args.run_dir), args.platform).line, flush=True)
-    return 0
+    return print_step(nowarmup(RunFolder(args.run_dir), args.platform))
 
 
 def cmd_bodylimit(args: argparse.Namespace) -> int:  # issue 11
     from analysis.bench.bodylimit import bodylimit
 
-    print(bodylimit(RunFolder(args.run_dir), args.platform).line, flush=True)
-    return 0
-
-
-def _issue11_parsers(sub: Any) -> None:
-    p = sub.add_parser("nowarmup", help="the function with WARMUP_CALLS=0: one ab run at c=1 in a temporary copy",
-                       description="Start a copy of the platform's container (same image, environment and caps) "
-                                   "with WARMUP_CALLS=0 on a free 127.0.0.1 port, wait for /healthz, run ab -c 1 -n "
-                                   "nowarmup_requests (experiment nowarmup) bounded by nowarmup_timeout_s, remove "
-                                   "the copy. Writes raw/nowarmup-<platform>-c1-r1/ (with nowarmup.json: the copy's "
-                                   "start-up time).")
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder made by init")
-    p.add_argument("--platform", choices=("function",), default="function", help="the function platform")
-    p.set_defaults(func=cmd_nowarmup)
-    p = sub.add_parser("bodylimit", help="one POST over the ingress's body limit: which layer answers",
-                       description="POST bodylimit_bytes (the payload JPEG, padded) to the platform once and "
-                                   "record the status and the layer that answered, from nginx's access log (no "
-                                   "upstream status: nginx itself) or the runtime's access log. Writes "
-                                   "raw/bodylimit-<platform>/bodylimit.json.")
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder made by init")
-    p.add_argument("--platform", choices=("function", "function_ingress"), required=True, help="which path")
-    p.set_defaults(func=cmd_bodylimit)
+    return print_step(bodylimit(RunFolder(args.run_dir), args.platform))
 
 
 def cmd_autoscale(args: argparse.Namespace) -> int:  # paper profile
     from analysis.bench.runner import autoscale
 
-    print(autoscale(RunFolder(args.run_dir), args.platform).line, flush=True)
-    return 0
+    return print_step(autoscale(RunFolder(args.run_dir), args.platform))
 
 
-def _add_autoscale(sub: Any) -> None:
-    p = sub.add_parser("autoscale", help="ab load on a cluster platform while its HPA scales; replicas over time",
+def _platform_step_parsers(sub: Any) -> None:  # nowarmup, bodylimit (issue 11), autoscale (paper profile)
+    p = run_dir_parser(sub, "nowarmup", cmd_nowarmup,
+                       help="the function with WARMUP_CALLS=0: one ab run at c=1 in a temporary copy",
+                       description="Start a copy of the platform's container (same image, environment and caps) "
+                                   "with WARMUP_CALLS=0 on a free 127.0.0.1 port, wait for /healthz, run ab -c 1 -n "
+                                   "nowarmup_requests (experiment nowarmup) bounded by nowarmup_timeout_s, remove "
+                                   "the copy. Writes raw/nowarmup-<platform>-c1-r1/ (with nowarmup.json: the copy's "
+                                   "start-up time).")
+    p.add_argument("--platform", choices=("function",), default="function", help="the function platform")
+    p = run_dir_parser(sub, "bodylimit", cmd_bodylimit,
+                       help="one POST over the ingress's body limit: which layer answers",
+                       description="POST bodylimit_bytes (the payload JPEG, padded) to the platform once and "
+                                   "record the status and the layer that answered, from nginx's access log (no "
+                                   "upstream status: nginx itself) or the runtime's access log. Writes "
+                                   "raw/bodylimit-<platform>/bodylimit.json.")
+    p.add_argument("--platform", choices=("function", "function_ingress"), required=True, help="which path")
+    p = run_dir_parser(sub, "autoscale", cmd_autoscale,
+                       help="ab load on a cluster platform while its HPA scales; replicas over time",
                        description="The paper profile's autoscaling run (a plan item for each platform of "
                                    "autoscale_platforms): look for the platform's HorizontalPodAutoscaler (named "
                                    "after kubectl_deployment; without it the step does not run and stays pending), "
@@ -242,13 +232,11 @@ def _add_autoscale(sub: Any) -> None:
                                    "namespace) every autoscale_sample_interval_s, and for autoscale_tail_s after the "
                                    "load. Writes raw/autoscale-<platform>-c<C>/ (autoscale.jsonl, hpa.json, ab's "
                                    "files, done.json); finalize makes autoscale.csv of it.")
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder made by init")
     p.add_argument("--platform", choices=PLATFORMS, required=True,
                    help="which platform (it needs kubeconfig, kubectl_context and kubectl_deployment)")
-    p.set_defaults(func=cmd_autoscale)
 
 
-def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list of subcommands reads best
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m analysis.bench", description=__doc__.split("\n\n")[0],
         epilog="Each subcommand has --help. The results folder is described in analysis/RESULTS.md.",
@@ -271,24 +259,23 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
                         "match the run's own configuration")
     p.set_defaults(func=cmd_init)
 
-    p = sub.add_parser("plan", help="print the planned steps as JSON",
+    p = run_dir_parser(sub, "plan", cmd_plan,
+                       help="print the planned steps as JSON",
                        description="Print the plan as a JSON list, in run order: warm-up per platform, then for "
                                    "each repetition and concurrency both platforms (their order alternating), then "
                                    "the probe, then cold starts. Each item: index, run_key, step, platform, "
                                    "concurrency, repetition, requests, argv (the arguments after "
                                    "`python -m analysis.bench`), done.")
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder made by init")
     p.add_argument("--pending", action="store_true", help="list only steps without done.json")
     p.add_argument("--compact", action="store_true", help="one line of JSON instead of indented")
-    p.set_defaults(func=cmd_plan)
 
-    p = sub.add_parser("run-one", help="one ab run (skipped if already done)",
+    p = run_dir_parser(sub, "run-one", cmd_run_one,
+                       help="one ab run (skipped if already done)",
                        description="One ApacheBench run POSTing the payload (image/jpeg) to the platform's URL, "
                                    "with /metrics scraped before and after, CPU/memory sampled during it, and the "
                                    "serving container's log lines of the run collected; writes "
                                    "raw/<experiment>-<platform>-c<C>-r<R>/ and done.json last, and prints one "
                                    "progress line. Prints 'already done' when done.json exists.")
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder made by init")
     p.add_argument("--experiment", choices=("warmup", "concurrency", "overload"), required=True,
                    help="warmup (discarded by the analysis; repetition 0), concurrency, or overload (issue 11: "
                         "the short runs at overload_concurrency)")
@@ -297,21 +284,20 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
     p.add_argument("--repetition", type=int, required=True, help="1..repetitions; 0 for the warm-up")
     p.add_argument("--requests", type=int, default=None,
                    help="ab -n (default: the run's warmup_requests or requests_per_run)")
-    p.set_defaults(func=cmd_run_one)
 
     _add_extra_repetitions(sub)
     rate.add_subcommands(sub)  # issue 13: rate-step (a plan item), rate (any URL), rate-capacity (benchmark)
 
-    p = sub.add_parser("probe", help="N sequential requests timed by the client (paper Table 1)",
+    p = run_dir_parser(sub, "probe", cmd_probe,
+                       help="N sequential requests timed by the client (paper Table 1)",
                        description="N sequential POSTs, each on a fresh connection, with Python's http.client: the "
                                    "client's response time and the prediction_ms the service reports. Writes "
                                    "raw/probe-<platform>/probe.jsonl.")
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder made by init")
     p.add_argument("--platform", choices=PLATFORMS, required=True, help="which service")
     p.add_argument("--requests", type=int, default=None, help="how many (default: the run's probe_requests)")
-    p.set_defaults(func=cmd_probe)
 
-    p = sub.add_parser("coldstart", help="restart a platform and time start -> first HTTP 200",
+    p = run_dir_parser(sub, "coldstart", cmd_coldstart,
+                       help="restart a platform and time start -> first HTTP 200",
                        description="Take the platform down and bring it back by its configured restart, then POST "
                                    "the payload until the first HTTP 200 (bounded by coldstart_timeout_s). "
                                    "docker: docker stop + docker start of its container, timed from just before "
@@ -319,7 +305,6 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
                                    "scaled 0 -> 1; kubectl-redeploy: its objects (Function, HTTPTrigger) deleted "
                                    "and applied again; timed from the first kubectl command of the start; "
                                    "raw/coldstart-<platform>-<kind>-r<R>/.")
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder made by init")
     p.add_argument("--platform", choices=PLATFORMS, required=True, help="which service")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--repetition", type=int, help="run this one repetition (what the plan does)")
@@ -327,27 +312,23 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
                        help="run repetitions 1..K, skipping done ones (default: the run's coldstart_repetitions)")
     p.add_argument("--restart", choices=("docker", "kubectl-scale", "kubectl-redeploy"), default=None,
                    help="which of the platform's configured restarts (needed when it has several)")
-    p.set_defaults(func=cmd_coldstart)
 
-    p = sub.add_parser("run-all", help="every pending step of the plan in order, then finalize",
+    p = run_dir_parser(sub, "run-all", cmd_run_all,
+                       help="every pending step of the plan in order, then finalize",
                        description="Run every step of the plan that has no done.json, in plan order, then finalize. "
                                    "For running by hand; bench.yml loops over `plan` instead.")
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder made by init")
     p.add_argument("--limit", type=int, default=None, help="stop once this many steps are done (for testing)")
     p.add_argument("--no-finalize", action="store_true", help="do not finalize at the end")
-    p.set_defaults(func=cmd_run_all)
 
-    _issue11_parsers(sub)
-    _add_autoscale(sub)  # paper profile
+    _platform_step_parsers(sub)
 
-    p = sub.add_parser("finalize", help="rebuild the CSVs from raw/ and set complete/incomplete",
+    p = run_dir_parser(sub, "finalize", cmd_finalize,
+                       help="rebuild the CSVs from raw/ and set complete/incomplete",
                        description="Re-parse every finished step under raw/ (ab output with analysis.bench.ab), write "
                                    "runs.csv, requests.csv, probe.csv, predictions.csv, coldstart.csv and "
                                    "resources.csv, set the manifest's status to complete (every planned step has "
                                    "done.json) or incomplete, and print a summary. Exit 1 if a raw file could not "
                                    "be parsed (named on stderr).")
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder made by init")
-    p.set_defaults(func=cmd_finalize)
 
     p = sub.add_parser("example-config", help="print a configuration for the local profile",
                        description="Print a complete configuration JSON for the local profile with the default "

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from analysis.bench.ab import RequestClasses
+
 LAYERS = ("runtime_408", "runtime_error", "runtime_backlog", "proxy", "ingress", "client_timeout", "unattributed")
 LAYER_NAMES = {
     "runtime_408": "runtime: 408 (join)",
@@ -185,7 +187,8 @@ def _counter_delta(before: Path, after: Path, metric: str) -> float | None:
 
 
 # ----------------------------------------------------------------------------------------- attribution
-def attribute(run_dir: Path, classes: Any, via_ingress: bool, direct_through_proxy: bool = True) -> Attribution:
+def attribute(run_dir: Path, classes: RequestClasses, via_ingress: bool,
+              direct_through_proxy: bool = True) -> Attribution:
     """Each failed request of the run under one layer (module docstring), with the evidence used.
 
     `classes` is ab.RequestClasses; `via_ingress`: ab reached nginx; `direct_through_proxy`: otherwise ab reached
@@ -275,22 +278,14 @@ def who_answered(status: int | None, body: bytes, server_header: str | None, run
 
 
 # ----------------------------------------------------------------------------------------- tidy rows
-@dataclass(frozen=True)
-class _Classes:
-    attempts: int
-    non_2xx: int
-    reset: int
-    refused: int
-    empty_reply: int
-    timeout: int
-
-
 def layer_row(run_dir: Path, run_row: dict[str, Any], platform: Any) -> dict[str, Any] | None:
     """errors_by_layer.csv's row for one ab run (None for a run without statistics: it is set apart anyway)."""
     if run_row.get("errors") is None:
         return None
-    classes = _Classes(*(int(run_row.get(k) or 0) for k in ("completed", "non_2xx", "reset", "refused",
-                                                               "empty_reply", "timeout")))
+    # the run's classes as ab.classify made them, read back from its runs.csv row
+    classes = RequestClasses(*(int(run_row.get(k) or 0) for k in ("completed", "non_2xx", "reset", "refused",
+                                                                  "empty_reply", "timeout", "length_mismatch")),
+                             source="runs.csv")
     via_ingress = bool(platform is not None and getattr(platform, "ingress_dir", None))
     through_proxy = bool(platform is not None and getattr(platform, "container", None))
     result = attribute(run_dir, classes, via_ingress, through_proxy)

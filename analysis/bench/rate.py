@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 
 from analysis.bench import ab, openloop, schema, system
+from analysis.bench.arguments import print_step, run_dir_parser
 from analysis.bench.config import PlatformConfig, rate_run_key
-from analysis.bench.logs import log_source, prediction_records
+from analysis.bench.logs import prediction_records
 from analysis.bench.manifest import DONE, RunFolder, read_json, write_json
 from analysis.bench.metrics import server_mean_ms
-from analysis.bench.resources import RESOURCES_FILE, ResourceError, ResourceSampler, resource_source
+from analysis.bench.resources import RESOURCES_FILE
 from analysis.bench.runner import (
     METRICS_AFTER,
     METRICS_BEFORE,
@@ -33,6 +34,7 @@ from analysis.bench.runner import (
     StepResult,
     _epoch_utc,
     _finish,
+    _observers,
     _platform,
     _position,
     _prepare,
@@ -77,16 +79,7 @@ def _observe(folder: RunFolder, platform: PlatformConfig, out: Path, target: ope
     """The open-loop run with what run-one records around ab: /metrics before and after, CPU and memory during,
     and the server's log lines."""
     knobs = folder.config.knobs
-    logs = log_source(platform, folder.config.docker_host)
-    metrics_before_error = _scrape(platform, out, METRICS_BEFORE, knobs["request_timeout_s"])
-    sampler = None
-    resources_info: dict[str, Any] = {"source": platform.resource_source}
-    try:
-        source = resource_source(platform, folder.config.docker_host)
-        if source is not None:
-            sampler = ResourceSampler(source, knobs["resource_interval_s"], out / RESOURCES_FILE)
-    except ResourceError as exc:
-        resources_info["error"] = str(exc)
+    logs, metrics_before_error, sampler, resources_info = _observers(folder, platform, out)
     serving, placement = system.where(folder.config)  # as for ab (issue 14): CPUs apart from pinned servers
     cpus = system.parse_cpu_list(placement["load_generator_cpus"])
     if cpus:
@@ -245,8 +238,7 @@ def write_rate_tables(folder: RunFolder, run_dirs: list[Path]) -> list[str]:
 # ----------------------------------------------------------------------------------------------- CLI
 def cmd_rate_step(args: argparse.Namespace) -> int:
     folder = RunFolder(args.run_dir)
-    print(rate_step(folder, args.platform, args.capacity_pct, args.rps).line, flush=True)
-    return 0
+    return print_step(rate_step(folder, args.platform, args.capacity_pct, args.rps))
 
 
 def cmd_rate(args: argparse.Namespace) -> int:
@@ -305,19 +297,18 @@ def cmd_rate_capacity(args: argparse.Namespace) -> int:
 
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("rate-step", help="one open-loop run of the bench plan (a rate step)",
+    p = run_dir_parser(sub, "rate-step", cmd_rate_step,
+                       help="one open-loop run of the bench plan (a rate step)",
                        description="One step of the `rate` experiment: rate_duration_s of open-loop load "
                                    "POSTing the run's payload to the platform, at --capacity-pct %% of the capacity "
                                    "the closed-loop sweep measured in this run folder (the best served req/s among "
                                    "the platform's concurrency cells, each the median of its repetitions), or at "
                                    "--rps req/s. Writes raw/rate-<platform>-<label>/ and done.json last; prints one "
                                    "summary line.")
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder made by init")
     p.add_argument("--platform", required=True, help="a platform of the run's configuration")
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--capacity-pct", type=float, help="offered rate in %% of the closed-loop capacity")
     group.add_argument("--rps", type=float, help="offered rate in requests per second")
-    p.set_defaults(func=cmd_rate_step)
 
     p = sub.add_parser("rate", help="one open-loop run against any URL (constant, Poisson or trace arrivals)",
                        description="Send requests at scheduled times whether or not earlier ones have returned "

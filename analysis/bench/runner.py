@@ -35,7 +35,7 @@ from analysis.bench.config import (
     coldstart_run_key,
     probe_run_key,
 )
-from analysis.bench.logs import log_source, prediction_records
+from analysis.bench.logs import LogSource, log_source, prediction_records
 from analysis.bench.manifest import DONE, RunFolder, utc_now, write_json
 from analysis.bench.metrics import scrape, server_mean_ms
 from analysis.bench.resources import RESOURCES_FILE, ResourceError, ResourceSampler, resource_source
@@ -118,6 +118,25 @@ def _finish(folder: RunFolder, out: Path, record: dict[str, Any]) -> None:
     folder.update(runs_done=folder.count_done())
 
 
+def _observers(folder: RunFolder, platform: PlatformConfig, out: Path
+               ) -> tuple[LogSource, str | None, ResourceSampler | None, dict[str, Any]]:
+    """What a step records around its load besides the load generator's output (ab runs here, open-loop runs in
+    rate.py): the platform's log source, /metrics scraped before the load (its error for done.json), and the
+    CPU/memory sampler, not started yet (None without a source), with its record so far."""
+    knobs = folder.config.knobs
+    logs = log_source(platform, folder.config.docker_host)
+    metrics_before_error = _scrape(platform, out, METRICS_BEFORE, knobs["request_timeout_s"])
+    sampler = None
+    resources_info: dict[str, Any] = {"source": platform.resource_source}
+    try:
+        source = resource_source(platform, folder.config.docker_host)
+        if source is not None:
+            sampler = ResourceSampler(source, knobs["resource_interval_s"], out / RESOURCES_FILE)
+    except ResourceError as exc:
+        resources_info["error"] = str(exc)
+    return logs, metrics_before_error, sampler, resources_info
+
+
 def _scrape(platform: PlatformConfig, out: Path, name: str, timeout: float) -> str | None:
     """Write /metrics to `name`; return the error, if any, for done.json."""
     if not platform.metrics_url:
@@ -156,16 +175,7 @@ def run_one(folder: RunFolder, experiment: str, platform_name: str, concurrency:
     serving, placement = system.where(folder.config, platform)  # issue 14: what serves, and where ab runs
     command = replace(command, cpus=placement["load_generator_cpus"])
     ab.find_ab(command.ab)  # a missing ab is the harness's problem: fail before touching the service
-    logs = log_source(platform, folder.config.docker_host)
-    metrics_before_error = _scrape(platform, out, METRICS_BEFORE, knobs["request_timeout_s"])
-    sampler = None
-    resources_info: dict[str, Any] = {"source": platform.resource_source}
-    try:
-        source = resource_source(platform, folder.config.docker_host)
-        if source is not None:
-            sampler = ResourceSampler(source, knobs["resource_interval_s"], out / RESOURCES_FILE)
-    except ResourceError as exc:
-        resources_info["error"] = str(exc)
+    logs, metrics_before_error, sampler, resources_info = _observers(folder, platform, out)
     mark = logs.mark()
     ingress = layers.IngressLogs(platform.ingress_dir) if platform.ingress_dir else None  # issue 11
     sync_error = layers.sync_endpoint(platform.ingress_dir) if platform.ingress_dir else None
@@ -380,6 +390,30 @@ def coldstart(folder: RunFolder, platform_name: str, repetition: int, restart: s
     return _kubectl_restart(folder, platform, repetition, restart)
 
 
+def _finish_coldstart(folder: RunFolder, out: Path, position: str, record: dict[str, Any], error: str | None,
+                      logs_info: dict[str, Any], timings: str, restart: str | None = None) -> StepResult:
+    """Write a cold start's coldstart.json (`record`) and done.json and make its progress line, whichever restart
+    made it; a start that brought no HTTP 200 within coldstart_timeout_s failed. `timings`: the stop and start
+    times as the line shows them. `restart`: a kubectl restart, named in done.json and, by its kind, in the line
+    (None for docker, the only restart a container has)."""
+    run_key, first_200 = out.name, record["first_200"]
+    if error is None and first_200 is None:
+        error = f"no HTTP 200 within {folder.config.knobs['coldstart_timeout_s']} s ({record['attempts']} attempts)"
+    write_json(out / COLDSTART_FILE, record)
+    _finish(folder, out, {
+        "run_key": run_key, "step": "coldstart", "platform": record["platform"], "repetition": record["repetition"],
+        **({"restart": restart} if restart else {}), "started_utc": _epoch_utc(record["start_epoch"]),
+        "finished_utc": utc_now(), "outcome": "ok" if first_200 else "failed", "error": error, "logs": logs_info,
+    })
+    kind = f"{record['kind']}: " if restart else ""
+    if first_200:
+        line = (f"{kind}first 200 after {first_200['start_to_first_200_ms'] / 1000:.2f} s "
+                f"({record['attempts']} attempts; {timings})")
+    else:
+        line = f"{kind}FAILED: {error}"
+    return StepResult(run_key, False, f"{position} {run_key}: {line}")
+
+
 def _container_restart(folder: RunFolder, platform: PlatformConfig, repetition: int) -> StepResult:
     """Stop the platform's container, start it, and time `docker start` -> first HTTP 200 prediction.
 
@@ -417,27 +451,14 @@ def _container_restart(folder: RunFolder, platform: PlatformConfig, repetition: 
     time.sleep(knobs["log_settle_s"])
     logs_info = logs.collect(mark, out)
 
-    error = stop_error or start_error
-    if error is None and first_200 is None:
-        error = f"no HTTP 200 within {knobs['coldstart_timeout_s']} s ({attempts} attempts)"
     record = {
         "platform": platform_name, "repetition": repetition, "kind": "container_restart",
         "container": platform.container, "stop_ms": round(stop_ms, 3), "start_command_ms": round(start_ms, 3),
         "start_epoch": start_epoch, "docker_started_at": started_at, "attempts": attempts,
         "attempt_outcomes": dict(outcomes), "first_200": first_200,
     }
-    write_json(out / COLDSTART_FILE, record)
-    _finish(folder, out, {
-        "run_key": run_key, "step": "coldstart", "platform": platform_name, "repetition": repetition,
-        "started_utc": _epoch_utc(start_epoch), "finished_utc": utc_now(),
-        "outcome": "ok" if first_200 else "failed", "error": error, "logs": logs_info,
-    })
-    if first_200:
-        line = (f"first 200 after {first_200['start_to_first_200_ms'] / 1000:.2f} s "
-                f"({attempts} attempts; docker stop {stop_ms / 1000:.1f} s, docker start {start_ms / 1000:.2f} s)")
-    else:
-        line = f"FAILED: {error}"
-    return StepResult(run_key, False, f"{position} {run_key}: {line}")
+    return _finish_coldstart(folder, out, position, record, stop_error or start_error, logs_info,
+                             f"docker stop {stop_ms / 1000:.1f} s, docker start {start_ms / 1000:.2f} s")
 
 
 def _kubectl_restart(folder: RunFolder, platform: PlatformConfig, repetition: int, restart: str) -> StepResult:
@@ -482,26 +503,13 @@ def _kubectl_restart(folder: RunFolder, platform: PlatformConfig, repetition: in
     time.sleep(knobs["log_settle_s"])
     logs_info = logs.collect(mark, out)
 
-    error = stop_error or start_error
-    if error is None and first_200 is None:
-        error = f"no HTTP 200 within {knobs['coldstart_timeout_s']} s ({attempts} attempts)"
     record = {
         "platform": platform_name, "repetition": repetition, "kind": kind,
         "stop_ms": round(stop_ms, 3), "start_command_ms": round(start_ms, 3), "start_epoch": start_epoch,
         "attempts": attempts, "attempt_outcomes": dict(outcomes), "first_200": first_200, **cluster.record(),
     }
-    write_json(out / COLDSTART_FILE, record)
-    _finish(folder, out, {
-        "run_key": run_key, "step": "coldstart", "platform": platform_name, "repetition": repetition,
-        "restart": restart, "started_utc": _epoch_utc(start_epoch), "finished_utc": utc_now(),
-        "outcome": "ok" if first_200 else "failed", "error": error, "logs": logs_info,
-    })
-    if first_200:
-        line = (f"{kind}: first 200 after {first_200['start_to_first_200_ms'] / 1000:.2f} s ({attempts} attempts; "
-                f"stop {stop_ms / 1000:.1f} s, start commands {start_ms / 1000:.2f} s)")
-    else:
-        line = f"{kind}: FAILED: {error}"
-    return StepResult(run_key, False, f"{position} {run_key}: {line}")
+    return _finish_coldstart(folder, out, position, record, stop_error or start_error, logs_info,
+                             f"stop {stop_ms / 1000:.1f} s, start commands {start_ms / 1000:.2f} s", restart)
 
 
 # --------------------------------------------------------------------------------- autoscaling (paper profile)

@@ -58,140 +58,161 @@ class Table:
         return tuple(c.name for c in self.columns if not c.needed)
 
 
-def _c(name: str, kind: str, doc: str, needed: bool = True) -> Column:
-    return Column(name, kind, needed, doc)
+def _columns(text: str) -> tuple[Column, ...]:
+    """Columns from an aligned text table, one a line: `name kind needed doc`, needed being `*` (the report reads
+    it) or `-`. A line that starts with white space goes on with the doc above it. A table reads better than a
+    call per column, and lets the kinds and the needed marks be scanned down a column."""
+    rows: list[list[str]] = []
+    for line in text.strip("\n").splitlines():
+        if line[:1].isspace():
+            rows[-1][3] += " " + line.strip()
+            continue
+        name, kind, needed, doc = line.split(maxsplit=3)
+        if needed not in ("*", "-"):
+            raise ValueError(f"column {name}: needed must be '*' or '-', got {needed!r}")
+        rows.append([name, kind, needed, doc])
+    return tuple(Column(name, kind, needed == "*", doc) for name, kind, needed, doc in rows)
 
 
-_RUN_IDENT = (
-    _c("run_key", "str", "folder name under raw/, e.g. `concurrency-function-c10-r3`"),
-    _c("experiment", "str", "`warmup`, `concurrency`, `overload` or `nowarmup`"),
-    _c("platform", "str", "a platform of manifest.json, e.g. `function` or `container`"),
-    _c("concurrency", "int", "ab -c"),
-    _c("repetition", "int", "1..repetitions (0 for a warm-up)"),
-)
+_RUN_IDENT = _columns("""
+run_key      str     *  folder name under raw/, e.g. `concurrency-function-c10-r3`
+experiment   str     *  `warmup`, `concurrency`, `overload` or `nowarmup`
+platform     str     *  a platform of manifest.json, e.g. `function` or `container`
+concurrency  int     *  ab -c
+repetition   int     *  1..repetitions (0 for a warm-up)
+""")
 
-RUNS = Table("runs.csv", True, "one row per ab run; warm-up runs are kept with experiment = `warmup`", (
-    *_RUN_IDENT,
-    _c("requests", "int", "ab -n"),
-    _c("completed", "int?", "ab's \"Complete requests\": every finished attempt, failed ones included"),
-    _c("served", "int?", "requests that received a complete 2xx answer (completed - errors)"),
-    _c("errors", "int?", "requests that did not receive a complete 2xx answer, each counted once; "
-                         "= non_2xx + reset + refused + empty_reply + timeout"),
-    _c("non_2xx", "int?", "whole replies with a status other than 2xx (ab's \"Non-2xx responses\")"),
-    _c("reset", "int?", "attempts whose connection was reset before a reply"),
-    _c("refused", "int?", "attempts whose connection was refused"),
-    _c("empty_reply", "int?", "attempts whose connection was closed with no byte of reply"),
-    _c("timeout", "int?", "attempts with no reply within ab -s (ab then aborts the run: at most 1)"),
-    _c("length_mismatch", "int?", "2xx replies whose body length differed from the first reply's: served, "
-                                  "not errors (ab counts them as Length failures)"),
-    _c("failed", "int?", "ab's \"Failed requests\", as printed (one bad attempt may count 3 times)", False),
-    _c("failed_connect", "int?", "ab's Connect split, as printed", False),
-    _c("failed_receive", "int?", "ab's Receive split, as printed", False),
-    _c("failed_length", "int?", "ab's Length split, as printed", False),
-    _c("failed_exceptions", "int?", "ab's Exceptions split, as printed", False),
-    _c("time_taken_s", "float?", "ab's \"Time taken for tests\"", False),
-    _c("requests_per_s", "float?", "ab's \"Requests per second\" (attempts, failed ones included)"),
-    _c("served_per_s", "float?", "served / time_taken_s: throughput of complete 2xx answers"),
-    _c("mean_ms", "float?", "mean total time of the served requests (requests.csv rows with served = 1)", False),
-    _c("min_ms", "float?", "fastest served request", False),
-    _c("max_ms", "float?", "slowest served request", False),
-    *(_c(f"p{p}_ms", "float?", f"{p}th percentile of the served requests' total time (whole-ms -g rows, "
-                               "linear interpolation); empty below the samples it needs (RESULTS.md)", False)
-      for p in (50, 90, 95, 99)),
-    _c("failed_mean_ms", "float?", "mean time of the failed attempts ab's -g rows identify (no first byte)",
-       False),
-    _c("server_mean_ms", "float?", "mean server-side time in the run from the /metrics histogram delta"),
-    _c("prediction_mean_ms", "float?", "mean prediction_ms of the run's prediction log lines"),
-    _c("cpu_mean_pct", "float?", "serving container CPU during the run, % of one core"),
-    _c("cpu_max_pct", "float?", "highest sampled CPU, % of one core"),
-    _c("mem_max_bytes", "float?", "peak container working set"),
-    _c("mem_limit_bytes", "float?", "its memory limit"),
-    _c("started_utc", "str?", "when the run began"),
-    _c("outcome", "str?", "`ok`, `aborted` (ab gave up: statistics empty) or `interrupted` (stopped at "
-                          "run_timeout_s: statistics cover what finished)", False),
-    _c("error", "str?", "ab's own message for a run that is not `ok`", False),
-    # what competed with the run (issue 14; analysis/bench/system.py, raw/<run_key>/system.json in full)
-    _c("load_1m_before", "float?", "1-minute load average just before the run", False),
-    _c("steal_pct", "float?", "CPU stolen by the hypervisor during the run, % of one core", False),
-    _c("load_generator_cpu_pct", "float?", "ab's own CPU time over the run, % of one core", False),
-    _c("others_cpu_pct", "float?", "CPU of processes that are neither the harness, the serving containers nor "
-                                   "docker-proxy, % of one core", False),
-    _c("busy", "int?", "1 when others_cpu_pct or steal_pct exceeded busy_cpu_pct, else 0", False),
-))
+# the last five columns of runs.csv say what competed with the run (issue 14; analysis/bench/system.py,
+# raw/<run_key>/system.json in full)
+RUNS = Table(
+    "runs.csv", True, "one row per ab run; warm-up runs are kept with experiment = `warmup`",
+    _RUN_IDENT + _columns("""
+requests                int     *  ab -n
+completed               int?    *  ab's "Complete requests": every finished attempt, failed ones included
+served                  int?    *  requests that received a complete 2xx answer (completed - errors)
+errors                  int?    *  requests that did not receive a complete 2xx answer, each counted once; = non_2xx
+                                   + reset + refused + empty_reply + timeout
+non_2xx                 int?    *  whole replies with a status other than 2xx (ab's "Non-2xx responses")
+reset                   int?    *  attempts whose connection was reset before a reply
+refused                 int?    *  attempts whose connection was refused
+empty_reply             int?    *  attempts whose connection was closed with no byte of reply
+timeout                 int?    *  attempts with no reply within ab -s (ab then aborts the run: at most 1)
+length_mismatch         int?    *  2xx replies whose body length differed from the first reply's: served, not errors
+                                   (ab counts them as Length failures)
+failed                  int?    -  ab's "Failed requests", as printed (one bad attempt may count 3 times)
+failed_connect          int?    -  ab's Connect split, as printed
+failed_receive          int?    -  ab's Receive split, as printed
+failed_length           int?    -  ab's Length split, as printed
+failed_exceptions       int?    -  ab's Exceptions split, as printed
+time_taken_s            float?  -  ab's "Time taken for tests"
+requests_per_s          float?  *  ab's "Requests per second" (attempts, failed ones included)
+served_per_s            float?  *  served / time_taken_s: throughput of complete 2xx answers
+mean_ms                 float?  -  mean total time of the served requests (requests.csv rows with served = 1)
+min_ms                  float?  -  fastest served request
+max_ms                  float?  -  slowest served request
+p50_ms                  float?  -  50th percentile of the served requests' total time (whole-ms -g rows, linear
+                                   interpolation); empty below the samples it needs (RESULTS.md)
+p90_ms                  float?  -  90th percentile of the served requests' total time (whole-ms -g rows, linear
+                                   interpolation); empty below the samples it needs (RESULTS.md)
+p95_ms                  float?  -  95th percentile of the served requests' total time (whole-ms -g rows, linear
+                                   interpolation); empty below the samples it needs (RESULTS.md)
+p99_ms                  float?  -  99th percentile of the served requests' total time (whole-ms -g rows, linear
+                                   interpolation); empty below the samples it needs (RESULTS.md)
+failed_mean_ms          float?  -  mean time of the failed attempts ab's -g rows identify (no first byte)
+server_mean_ms          float?  *  mean server-side time in the run from the /metrics histogram delta
+prediction_mean_ms      float?  *  mean prediction_ms of the run's prediction log lines
+cpu_mean_pct            float?  *  serving container CPU during the run, % of one core
+cpu_max_pct             float?  *  highest sampled CPU, % of one core
+mem_max_bytes           float?  *  peak container working set
+mem_limit_bytes         float?  *  its memory limit
+started_utc             str?    *  when the run began
+outcome                 str?    -  `ok`, `aborted` (ab gave up: statistics empty) or `interrupted` (stopped at
+                                   run_timeout_s: statistics cover what finished)
+error                   str?    -  ab's own message for a run that is not `ok`
+load_1m_before          float?  -  1-minute load average just before the run
+steal_pct               float?  -  CPU stolen by the hypervisor during the run, % of one core
+load_generator_cpu_pct  float?  -  ab's own CPU time over the run, % of one core
+others_cpu_pct          float?  -  CPU of processes that are neither the harness, the serving containers nor
+                                   docker-proxy, % of one core
+busy                    int?    -  1 when others_cpu_pct or steal_pct exceeded busy_cpu_pct, else 0
+"""))
 
-REQUESTS = Table("requests.csv", True, "one row per attempt of every ab run (ab -g), failed attempts included", (
-    *_RUN_IDENT,
-    _c("start_s", "int?", "the attempt's start, whole seconds since the epoch (ab -g has nothing finer)", False),
-    _c("connect_ms", "float?", "ab's ctime", False),
-    _c("processing_ms", "float?", "ab's dtime", False),
-    _c("total_ms", "float", "ab's ttime: connect to last byte, whole ms"),
-    _c("wait_ms", "float?", "ab's wait: request written to first byte", False),
-    _c("served", "int", "1 for a row counted as a reply, 0 for a failed attempt without one (see RESULTS.md)"),
-))
+REQUESTS = Table(
+    "requests.csv", True, "one row per attempt of every ab run (ab -g), failed attempts included",
+    _RUN_IDENT + _columns("""
+start_s        int?    -  the attempt's start, whole seconds since the epoch (ab -g has nothing finer)
+connect_ms     float?  -  ab's ctime
+processing_ms  float?  -  ab's dtime
+total_ms       float   *  ab's ttime: connect to last byte, whole ms
+wait_ms        float?  -  ab's wait: request written to first byte
+served         int     *  1 for a row counted as a reply, 0 for a failed attempt without one (see RESULTS.md)
+"""))
 
-PROBE = Table("probe.csv", False, "paper Table 1: N sequential requests per platform", (
-    _c("platform", "str", "platform"),
-    _c("seq", "int", "1..N"),
-    _c("status", "int", "HTTP status; 0 when no HTTP response arrived"),
-    _c("response_ms", "float?", "client time from connect to the last byte; empty when status is 0"),
-    _c("prediction_ms", "float?", "the prediction_ms of the response JSON; empty on error"),
-    _c("error", "str?", "empty unless the request failed", False),
-))
+PROBE = Table("probe.csv", False, "paper Table 1: N sequential requests per platform", _columns("""
+platform       str     *  platform
+seq            int     *  1..N
+status         int     *  HTTP status; 0 when no HTTP response arrived
+response_ms    float?  *  client time from connect to the last byte; empty when status is 0
+prediction_ms  float?  *  the prediction_ms of the response JSON; empty on error
+error          str?    -  empty unless the request failed
+"""))
 
-PREDICTIONS = Table("predictions.csv", False, "one row per prediction log line the services printed", (
-    _c("run_key", "str", "the step whose log it came from"),
-    _c("platform", "str", "platform"),
-    _c("ts", "float?", "epoch seconds", False),
-    _c("prediction_ms", "float", "decode + model, as the service timed it"),
-    _c("backend", "str?", "keras or litert", False),
-))
+PREDICTIONS = Table("predictions.csv", False, "one row per prediction log line the services printed", _columns("""
+run_key        str     *  the step whose log it came from
+platform       str     *  platform
+ts             float?  -  epoch seconds
+prediction_ms  float   *  decode + model, as the service timed it
+backend        str?    -  keras or litert
+"""))
 
-COLDSTART = Table("coldstart.csv", False, "one row per cold-start repetition", (
-    _c("platform", "str", "platform"),
-    _c("repetition", "int", "1..coldstart_repetitions"),
-    _c("kind", "str", "`container_restart` locally; `replicas_0_to_1` or `deploy_to_first_200` on clusters"),
-    _c("start_to_first_200_ms", "float?", "restart to the first HTTP 200; empty if none came in time"),
-    _c("attempts", "int?", "requests sent, the 200 included"),
-    _c("outcome", "str?", "`ok` or `failed`", False),
-    _c("stop_ms", "float?", "stopping the old instance, not part of the cold start", False),
-    _c("start_command_ms", "float?", "the start command itself", False),
-    _c("first_200_prediction_ms", "float?", "prediction_ms of that first 200", False),
-    _c("error", "str?", "why it failed", False),
-))
+COLDSTART = Table("coldstart.csv", False, "one row per cold-start repetition", _columns("""
+platform                 str     *  platform
+repetition               int     *  1..coldstart_repetitions
+kind                     str     *  `container_restart` locally; `replicas_0_to_1` or `deploy_to_first_200` on
+                                    clusters
+start_to_first_200_ms    float?  *  restart to the first HTTP 200; empty if none came in time
+attempts                 int?    *  requests sent, the 200 included
+outcome                  str?    -  `ok` or `failed`
+stop_ms                  float?  -  stopping the old instance, not part of the cold start
+start_command_ms         float?  -  the start command itself
+first_200_prediction_ms  float?  -  prediction_ms of that first 200
+error                    str?    -  why it failed
+"""))
 
-RESOURCES = Table("resources.csv", False, "one row per CPU/memory sample", (
-    _c("run_key", "str", "the ab run sampled"),
-    _c("platform", "str", "platform"),
-    _c("t_s", "float", "seconds since ab started (the baseline sample is slightly negative)"),
-    _c("cpu_pct", "float?", "% of one core since the previous sample; empty for the first"),
-    _c("mem_bytes", "float?", "working set"),
-    _c("mem_limit_bytes", "float?", "limit; empty when unlimited or unknown"),
-))
+RESOURCES = Table("resources.csv", False, "one row per CPU/memory sample", _columns("""
+run_key          str     *  the ab run sampled
+platform         str     *  platform
+t_s              float   *  seconds since ab started (the baseline sample is slightly negative)
+cpu_pct          float?  *  % of one core since the previous sample; empty for the first
+mem_bytes        float?  *  working set
+mem_limit_bytes  float?  *  limit; empty when unlimited or unknown
+"""))
 
 # issue 11: every failed request of an ab run under the layer that produced it (analysis/bench/layers.py), and the
 # oversized-body check of each function path. The layer columns add up to `errors`.
 ERROR_LAYERS = ("runtime_408", "runtime_error", "runtime_backlog", "proxy", "ingress", "client_timeout",
                 "unattributed")
-LAYERS = Table("errors_by_layer.csv", False, "one row per ab run: its failed requests by the layer that made them", (
-    *_RUN_IDENT,
-    _c("errors", "int", "failed requests of the run (runs.csv errors)"),
-    _c("runtime_408", "int", "408 pages from the runtime's join (its access log)"),
-    _c("runtime_error", "int", "other non-2xx pages the runtime sent (500, 413, 4xx; its access log)"),
-    _c("runtime_backlog", "int", "connections the runtime reset or refused (its listen backlog), seen by ab or "
-                                 "named by nginx's error log"),
-    _c("proxy", "int", "connections docker-proxy closed with no reply (ab's empty replies on a direct path)"),
-    _c("ingress", "int", "replies nginx produced itself (413, 502, 504) or connections it closed"),
-    _c("client_timeout", "int", "ab gave up waiting (-s)"),
-    _c("unattributed", "int", "failed requests no log line accounts for"),
-    _c("evidence", "str?", "the log and metric facts behind the counts", False),
-))
-BODYLIMIT = Table("bodylimit.csv", False, "one oversized POST per function path: who answered", (
-    _c("platform", "str", "function or function_ingress"),
-    _c("bytes", "int", "body size sent (bodylimit_bytes)"),
-    _c("status", "int", "HTTP status; 0 when no reply arrived"),
-    _c("answered_by", "str", "`ingress`, `runtime`, `none` or `unknown`"),
-    _c("evidence", "str?", "the log line that names the layer", False),
-))
+LAYERS = Table(
+    "errors_by_layer.csv", False, "one row per ab run: its failed requests by the layer that made them",
+    _RUN_IDENT + _columns("""
+errors           int     *  failed requests of the run (runs.csv errors)
+runtime_408      int     *  408 pages from the runtime's join (its access log)
+runtime_error    int     *  other non-2xx pages the runtime sent (500, 413, 4xx; its access log)
+runtime_backlog  int     *  connections the runtime reset or refused (its listen backlog), seen by ab or named by
+                            nginx's error log
+proxy            int     *  connections docker-proxy closed with no reply (ab's empty replies on a direct path)
+ingress          int     *  replies nginx produced itself (413, 502, 504) or connections it closed
+client_timeout   int     *  ab gave up waiting (-s)
+unattributed     int     *  failed requests no log line accounts for
+evidence         str?    -  the log and metric facts behind the counts
+"""))
+BODYLIMIT = Table("bodylimit.csv", False, "one oversized POST per function path: who answered", _columns("""
+platform     str     *  function or function_ingress
+bytes        int     *  body size sent (bodylimit_bytes)
+status       int     *  HTTP status; 0 when no reply arrived
+answered_by  str     *  `ingress`, `runtime`, `none` or `unknown`
+evidence     str?    -  the log line that names the layer
+"""))
 
 TABLES: dict[str, Table] = {t.file: t for t in (RUNS, REQUESTS, PROBE, PREDICTIONS, COLDSTART, RESOURCES, LAYERS,
                                                 BODYLIMIT)}
@@ -213,78 +234,83 @@ def samples_needed(percentile: float) -> int:
 # open-loop (issue 13): the `rate` experiment and `python -m analysis.bench rate` (analysis/bench/openloop.py). Latency
 # is counted from each request's *scheduled* send time; a run whose generator fell behind is valid = 0.
 RATE_OUTCOMES = ("served", *ERROR_CAUSES, "dropped")
-RATE_RUNS = Table("rate_runs.csv", False, "one row per open-loop run (one platform at one offered rate)", (
-    _c("run_key", "str", "folder name under raw/, e.g. `rate-function-90pct` or `rate-container-12.5rps`"),
-    _c("experiment", "str", "`rate`"),
-    _c("platform", "str", "a platform of manifest.json"),
-    _c("arrivals", "str?", "`poisson`, `constant` or `trace`", False),
-    _c("seed", "int?", "seed of the Poisson schedule", False),
-    _c("capacity_pct", "float?", "offered rate in % of capacity_rps; empty for an explicit rate"),
-    _c("capacity_rps", "float?", "the platform's closed-loop capacity in this run: best served req/s of its "
-                                 "concurrency cells (each the median of its repetitions); empty for an explicit rate"),
-    _c("offered_rps", "float?", "the rate asked for, requests per second"),
-    _c("duration_s", "float?", "seconds of arrivals", False),
-    _c("max_outstanding", "int?", "cap on requests in flight (one due above it is dropped)", False),
-    _c("scheduled", "int?", "requests the schedule holds (sent + dropped)"),
-    _c("scheduled_rps", "float?", "scheduled / duration_s: the offered rate this schedule realised", False),
-    _c("sent", "int?", "requests sent (scheduled - dropped)", False),
-    _c("dropped", "int?", "requests not sent because max_outstanding were in flight: never delayed, never retried"),
-    _c("served", "int?", "requests that received a complete 2xx answer"),
-    _c("errors", "int?", "sent requests without a complete 2xx answer, each counted once; "
-                         "= non_2xx + reset + refused + empty_reply + timeout"),
-    _c("non_2xx", "int?", "whole replies with another status (redirects are not followed)"),
-    _c("reset", "int?", "connection reset (RST) or closed in the middle of a reply"),
-    _c("refused", "int?", "connection refused, or could not be opened for another reason than a timeout"),
-    _c("empty_reply", "int?", "connection closed with no byte of reply"),
-    _c("timeout", "int?", "no complete reply within request_timeout_s"),
-    _c("achieved_rps", "float?", "served / the longer of duration_s and the time to the last completion"),
-    _c("mean_ms", "float?", "mean latency of the served requests, from the scheduled send time", False),
-    _c("min_ms", "float?", "fastest served request", False),
-    _c("max_ms", "float?", "slowest served request", False),
-    _c("p50_ms", "float?", "latency percentiles of the served requests from the scheduled send time (HdrHistogram, "
-                           "3 significant digits); empty below the samples each needs: 14 for p50"),
-    _c("p90_ms", "float?", "67 served requests needed", False),
-    _c("p99_ms", "float?", "662 served requests needed"),
-    _c("p999_ms", "float?", "p99.9: 6620 served requests needed", False),
-    _c("lag_p50_ms", "float?", "send lag (sent - scheduled) of the sent requests: median", False),
-    _c("lag_p99_ms", "float?", "send lag p99: above max_lag_ms the run is invalid"),
-    _c("lag_max_ms", "float?", "largest send lag", False),
-    _c("max_lag_ms", "float?", "the threshold (rate_max_lag_ms)", False),
-    _c("valid", "int?", "1 when the generator kept time (lag_p99_ms <= max_lag_ms); 0 rows never enter a figure"),
-    _c("invalid_reason", "str?", "why valid is 0", False),
-    _c("server_mean_ms", "float?", "mean server-side time from the /metrics histogram delta", False),
-    _c("prediction_mean_ms", "float?", "mean prediction_ms of the run's prediction log lines", False),
-    _c("cpu_mean_pct", "float?", "serving container CPU during the run, % of one core", False),
-    _c("cpu_max_pct", "float?", "highest sampled CPU, % of one core", False),
-    _c("started_utc", "str?", "wall-clock time of the schedule's t = 0", False),
-    _c("outcome", "str?", "`ok`, or `no_capacity` (no finished concurrency run to take a fraction of: nothing sent)"),
-    _c("error", "str?", "why the run is not `ok`", False),
-))
-RATE_REQUESTS = Table("rate_requests.csv", False, "one row per scheduled request of every open-loop run", (
-    _c("run_key", "str", "the run (rate_runs.csv)"),
-    _c("platform", "str", "platform"),
-    _c("seq", "int", "1..scheduled, in schedule order", False),
-    _c("scheduled_s", "float", "intended send time, seconds from the schedule's start (started_utc)"),
-    _c("sent_s", "float?", "actual send time; empty when dropped", False),
-    _c("lag_ms", "float?", "sent - scheduled; empty when dropped", False),
-    _c("latency_ms", "float?", "completion (last byte, or the failure) - scheduled time; empty when dropped"),
-    _c("status", "int", "HTTP status; 0 when no HTTP reply arrived", False),
-    _c("outcome", "str", "`served`, a cause of rate_runs.csv errors, or `dropped`"),
-    _c("served", "int", "1 for a complete 2xx answer, else 0"),
-    _c("error", "str?", "what the client saw for a failed or dropped request", False),
-))
+RATE_RUNS = Table("rate_runs.csv", False, "one row per open-loop run (one platform at one offered rate)", _columns("""
+run_key             str     *  folder name under raw/, e.g. `rate-function-90pct` or `rate-container-12.5rps`
+experiment          str     *  `rate`
+platform            str     *  a platform of manifest.json
+arrivals            str?    -  `poisson`, `constant` or `trace`
+seed                int?    -  seed of the Poisson schedule
+capacity_pct        float?  *  offered rate in % of capacity_rps; empty for an explicit rate
+capacity_rps        float?  *  the platform's closed-loop capacity in this run: best served req/s of its concurrency
+                               cells (each the median of its repetitions); empty for an explicit rate
+offered_rps         float?  *  the rate asked for, requests per second
+duration_s          float?  -  seconds of arrivals
+max_outstanding     int?    -  cap on requests in flight (one due above it is dropped)
+scheduled           int?    *  requests the schedule holds (sent + dropped)
+scheduled_rps       float?  -  scheduled / duration_s: the offered rate this schedule realised
+sent                int?    -  requests sent (scheduled - dropped)
+dropped             int?    *  requests not sent because max_outstanding were in flight: never delayed, never
+                               retried
+served              int?    *  requests that received a complete 2xx answer
+errors              int?    *  sent requests without a complete 2xx answer, each counted once; = non_2xx + reset +
+                               refused + empty_reply + timeout
+non_2xx             int?    *  whole replies with another status (redirects are not followed)
+reset               int?    *  connection reset (RST) or closed in the middle of a reply
+refused             int?    *  connection refused, or could not be opened for another reason than a timeout
+empty_reply         int?    *  connection closed with no byte of reply
+timeout             int?    *  no complete reply within request_timeout_s
+achieved_rps        float?  *  served / the longer of duration_s and the time to the last completion
+mean_ms             float?  -  mean latency of the served requests, from the scheduled send time
+min_ms              float?  -  fastest served request
+max_ms              float?  -  slowest served request
+p50_ms              float?  *  latency percentiles of the served requests from the scheduled send time
+                               (HdrHistogram, 3 significant digits); empty below the samples each needs: 14 for p50
+p90_ms              float?  -  67 served requests needed
+p99_ms              float?  *  662 served requests needed
+p999_ms             float?  -  p99.9: 6620 served requests needed
+lag_p50_ms          float?  -  send lag (sent - scheduled) of the sent requests: median
+lag_p99_ms          float?  *  send lag p99: above max_lag_ms the run is invalid
+lag_max_ms          float?  -  largest send lag
+max_lag_ms          float?  -  the threshold (rate_max_lag_ms)
+valid               int?    *  1 when the generator kept time (lag_p99_ms <= max_lag_ms); 0 rows never enter a
+                               figure
+invalid_reason      str?    -  why valid is 0
+server_mean_ms      float?  -  mean server-side time from the /metrics histogram delta
+prediction_mean_ms  float?  -  mean prediction_ms of the run's prediction log lines
+cpu_mean_pct        float?  -  serving container CPU during the run, % of one core
+cpu_max_pct         float?  -  highest sampled CPU, % of one core
+started_utc         str?    -  wall-clock time of the schedule's t = 0
+outcome             str?    *  `ok`, or `no_capacity` (no finished concurrency run to take a fraction of: nothing
+                               sent)
+error               str?    -  why the run is not `ok`
+"""))
+RATE_REQUESTS = Table("rate_requests.csv", False, "one row per scheduled request of every open-loop run", _columns("""
+run_key      str     *  the run (rate_runs.csv)
+platform     str     *  platform
+seq          int     -  1..scheduled, in schedule order
+scheduled_s  float   *  intended send time, seconds from the schedule's start (started_utc)
+sent_s       float?  -  actual send time; empty when dropped
+lag_ms       float?  -  sent - scheduled; empty when dropped
+latency_ms   float?  *  completion (last byte, or the failure) - scheduled time; empty when dropped
+status       int     -  HTTP status; 0 when no HTTP reply arrived
+outcome      str     *  `served`, a cause of rate_runs.csv errors, or `dropped`
+served       int     *  1 for a complete 2xx answer, else 0
+error        str?    -  what the client saw for a failed or dropped request
+"""))
 TABLES.update({t.file: t for t in (RATE_RUNS, RATE_REQUESTS)})
 
 # autoscaling (paper profile): analysis/bench/autoscale.py samples the Deployment and its HPA through kubectl
-AUTOSCALE = Table("autoscale.csv", False, "one row per sample of an autoscaling run (the Deployment and its HPA)", (
-    _c("run_key", "str", "the run: `autoscale-<platform>-c<C>`"),
-    _c("platform", "str", "platform"),
-    _c("t_s", "float", "seconds from the start of the load (negative: the sample taken before it)"),
-    _c("spec_replicas", "int?", "the Deployment's spec.replicas: what the HPA last asked for"),
-    _c("ready_replicas", "int?", "the Deployment's status.readyReplicas (absent in kubectl's answer = 0)"),
-    _c("hpa_current_replicas", "int?", "the HPA's status.currentReplicas"),
-    _c("hpa_desired_replicas", "int?", "the HPA's status.desiredReplicas"),
-    _c("hpa_cpu_pct", "float?", "the HPA's status.currentCPUUtilizationPercentage: mean CPU of the pods in % of "
-                                "their CPU request; empty until metrics-server has a value"),
-))
+AUTOSCALE = Table(
+    "autoscale.csv", False, "one row per sample of an autoscaling run (the Deployment and its HPA)",
+    _columns("""
+run_key               str     *  the run: `autoscale-<platform>-c<C>`
+platform              str     *  platform
+t_s                   float   *  seconds from the start of the load (negative: the sample taken before it)
+spec_replicas         int?    *  the Deployment's spec.replicas: what the HPA last asked for
+ready_replicas        int?    *  the Deployment's status.readyReplicas (absent in kubectl's answer = 0)
+hpa_current_replicas  int?    *  the HPA's status.currentReplicas
+hpa_desired_replicas  int?    *  the HPA's status.desiredReplicas
+hpa_cpu_pct           float?  *  the HPA's status.currentCPUUtilizationPercentage: mean CPU of the pods in % of
+                                 their CPU request; empty until metrics-server has a value
+"""))
 TABLES[AUTOSCALE.file] = AUTOSCALE

@@ -22,12 +22,9 @@ from analysis.bench.metrics import server_mean_ms
 from analysis.bench.resources import RESOURCES_FILE
 from analysis.bench.runner import COLDSTART_FILE, METRICS_AFTER, METRICS_BEFORE, PROBE_FILE
 
+# the column order of the two ab tables as finalize writes them (every table's comes from schema.py)
 RUNS_COLUMNS = schema.RUNS.names
 REQUESTS_COLUMNS = schema.REQUESTS.names
-PROBE_COLUMNS = schema.PROBE.names
-PREDICTIONS_COLUMNS = schema.PREDICTIONS.names
-COLDSTART_COLUMNS = schema.COLDSTART.names
-RESOURCES_COLUMNS = schema.RESOURCES.names
 PERCENTILES = (50, 90, 95, 99)
 
 
@@ -122,14 +119,11 @@ def finalize(folder: RunFolder) -> tuple[list[str], list[str]]:
             if limit is not None:
                 bodylimit.append(limit)
 
-    tables = {
-        "runs.csv": (runs, RUNS_COLUMNS), "requests.csv": (requests, REQUESTS_COLUMNS),
-        "probe.csv": (probe, PROBE_COLUMNS), "predictions.csv": (predictions, PREDICTIONS_COLUMNS),
-        "coldstart.csv": (coldstart, COLDSTART_COLUMNS), "resources.csv": (resources, RESOURCES_COLUMNS),
-        "errors_by_layer.csv": (error_layers, schema.LAYERS.names),
-        "bodylimit.csv": (bodylimit, schema.BODYLIMIT.names),
-        "autoscale.csv": (autoscale_rows, schema.AUTOSCALE.names),
-    }
+    tables = {table.file: (rows, table.names) for table, rows in (
+        (schema.RUNS, runs), (schema.REQUESTS, requests), (schema.PROBE, probe), (schema.PREDICTIONS, predictions),
+        (schema.COLDSTART, coldstart), (schema.RESOURCES, resources), (schema.LAYERS, error_layers),
+        (schema.BODYLIMIT, bodylimit), (schema.AUTOSCALE, autoscale_rows),
+    )}
     for name, (rows, columns) in tables.items():
         frame = pd.DataFrame(rows, columns=columns)
         tmp = folder.path / f".{name}.tmp"
