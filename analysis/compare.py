@@ -39,6 +39,7 @@ from analysis.bench.schema import samples_needed
 from analysis.load import Results, ResultsError, load_results
 
 EXIT_SAME, EXIT_SLOWER, EXIT_INCOMPARABLE = 0, 1, 2
+DIFFERENT_LOAD = "different load"  # an open-loop cell whose offered rates differ beyond the threshold: not compared
 SYN_RETRY_MS = 1000.0  # Linux's initial SYN retransmission timeout: the gap of the slow mode
 
 
@@ -226,6 +227,14 @@ def compare(a: Results, b: Results, s: Settings) -> tuple[pd.DataFrame, list[str
             notes.append(f"{_cell(row)}: too few served requests to compare ({len(a_x)} vs {len(b_x)})")
         else:
             row.update(compare_cell(a_x, b_x, s, s.seed + i))
+        off_a, off_b = row["offered_a_rps"], row["offered_b_rps"]
+        if (math.isfinite(off_a) and math.isfinite(off_b) and off_a > 0
+                and abs(off_b / off_a - 1) * 100 > s.threshold_pct):
+            # the same share of each run's own closed-loop capacity, but not the same load: near saturation a few
+            # % more offered load changes latency many-fold, so the difference says nothing about the platform
+            row["verdict"] = DIFFERENT_LOAD
+            notes.append(f"{_cell(row)}: offered {off_a:.1f} req/s in A but {off_b:.1f} in B (their closed-loop "
+                         f"capacities differ by more than {s.threshold_pct:g} %): not compared")
         rows.append(row)
     missing = [k for k in cells_a if k not in cells_b] + [k for k in cells_b if k not in cells_a]
     if missing:  # a cell only one run has (--common-cells), or whose every run aborted in one of them
@@ -263,7 +272,7 @@ def figure(table: pd.DataFrame, s: Settings, path: Path, platforms: list[str]) -
         table) else table
     if not len(d):
         return None
-    colors = {"slower": "#d62728", "faster": "#2ca02c", "same": "#555555"}
+    colors = {"slower": "#d62728", "faster": "#2ca02c", "same": "#555555", DIFFERENT_LOAD: "#bbbbbb"}
     fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(d) + 2), 4.5))
     x = np.arange(len(d))
     for xi, (_, r) in zip(x, d.iterrows(), strict=True):
@@ -306,7 +315,8 @@ def write(a: Results, b: Results, table: pd.DataFrame, notes: list[str], s: Sett
         doc.Bullets([f"**A** {a.manifest['run_id']} ({a.folder}); **B** {b.manifest['run_id']} ({b.folder})",
                      f"**Threshold** {s.threshold_pct:g} % of A's mean; Mann-Whitney alpha {s.alpha:g}; "
                      f"{s.resamples} bootstrap resamples, seed {s.seed}",
-                     "**Verdicts**: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in ("slower", "same", "faster"))]),
+                     "**Verdicts**: " + ", ".join(f"{counts.get(v, 0)} {v}"
+                                   for v in ("slower", "same", "faster", DIFFERENT_LOAD))]),
         doc.Heading("Per cell"),
         doc.Table(*doc._rows(table, [
             ("cell", _cell),

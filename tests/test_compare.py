@@ -181,11 +181,11 @@ def test_open_loop_cells_are_compared_per_offered_rate(run_a: Path, tmp_path: Pa
     """Folders with the open-loop tables get one more cell per platform and rate (here: 90 % of capacity)."""
     rng = np.random.default_rng(0)
 
-    def with_rates(name: str, factor: float) -> Path:
+    def with_rates(name: str, factor: float, offered: float = 100.0) -> Path:
         folder = shutil.copytree(run_a, tmp_path / name)
         latency = rng.lognormal(np.log(50), 0.2, 800) * factor
         run = {"run_key": "rate-container-90pct", "experiment": "rate", "platform": "container",
-               "capacity_pct": 90, "offered_rps": 100, "scheduled": 800, "dropped": 0, "served": 800, "errors": 0,
+               "capacity_pct": 90, "offered_rps": offered, "scheduled": 800, "dropped": 0, "served": 800, "errors": 0,
                "valid": 1, "outcome": "ok"}
         pd.DataFrame([run]).reindex(columns=schema.RATE_RUNS.names).to_csv(folder / "rate_runs.csv", index=False)
         pd.DataFrame({"run_key": run["run_key"], "platform": "container", "seq": np.arange(1, 801),
@@ -199,6 +199,11 @@ def test_open_loop_cells_are_compared_per_offered_rate(run_a: Path, tmp_path: Pa
     rate = [r for r in table if r["load"] == "rate %"]
     assert code == 1 and len(rate) == 1 and rate[0]["verdict"] == "slower" and rate[0]["level"] == "90.0"
     assert {r["verdict"] for r in table if r["load"] == "c"} == {"same"}
+    # 90 % of B's own closed-loop capacity was 120 req/s, not A's 100: a different load, not a slower platform
+    c = with_rates("rate-c", 1.5, offered=120.0)
+    code, table, _ = compare(tmp_path, a, c)
+    rate = [r for r in table if r["load"] == "rate %"]
+    assert code == 0 and rate[0]["verdict"] == "different load"
 
 
 def test_compare_help_explains_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
