@@ -44,24 +44,22 @@ class ClusterError(RuntimeError):
 
 @dataclass(frozen=True)
 class Kubectl:
-    """kubectl bound to one cluster, context and namespace."""
+    """kubectl bound to one cluster, context and namespace: `binary` and the global flags that name them."""
 
     binary: str
-    kubeconfig: str
-    context: str
-    namespace: str | None = None
+    cluster_flags: tuple[str, ...]
 
     @classmethod
     def for_platform(cls, platform: PlatformConfig) -> Kubectl:
         if not platform.kubeconfig or not platform.kubectl_context:
             raise ClusterError(f"platform {platform.name!r}: kubectl needs 'kubeconfig' and 'kubectl_context'")
-        return cls(platform.kubectl_bin, platform.kubeconfig, platform.kubectl_context, platform.kubectl_namespace)
+        flags = ["--kubeconfig", platform.kubeconfig, "--context", platform.kubectl_context]
+        if platform.kubectl_namespace:
+            flags += ["--namespace", platform.kubectl_namespace]
+        return cls(platform.kubectl_bin, tuple(flags))
 
     def argv(self, *args: str) -> list[str]:
-        argv = [self.binary, "--kubeconfig", self.kubeconfig, "--context", self.context]
-        if self.namespace:
-            argv += ["--namespace", self.namespace]
-        return [*argv, *args]
+        return [self.binary, *self.cluster_flags, *args]
 
     def run(self, *args: str, timeout: float = KUBECTL_TIMEOUT_S) -> CommandResult:
         argv = self.argv(*args)
