@@ -8,7 +8,6 @@ predicts in a forked child, which hangs with the wrong TensorFlow set-up.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import time
 
@@ -16,7 +15,6 @@ import pytest
 
 from model.inference import RESULT_JSON_LENGTH
 from tests.fixtures_function import (
-    REPO_ROOT,
     burst,
     function_server,
     json_image_body,
@@ -183,18 +181,20 @@ def test_metrics_after_n_calls(keras_faithful, jpeg):
 
 
 def test_the_benchmark_reads_statuses_and_prediction_times_from_the_runtime_log(keras_faithful, jpeg):
-    spec = importlib.util.spec_from_file_location("function_bench", REPO_ROOT / "function" / "bench.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    """What `python -m analysis.bench micro-function` reads from the runtime's stdout: the access lines by status
+    with their server time, and the handler's prediction lines."""
+    from analysis.bench.micro_function import access_stats
+
     start = len(keras_faithful.stdout().splitlines())
     predictions = [post_image(keras_faithful.url, jpeg).json()["prediction_ms"] for _ in range(2)]
     assert post_image(keras_faithful.url, jpeg, "text/plain").status == 415
     time.sleep(0.5)
-    stats = bench.log_stats(keras_faithful.stdout().splitlines()[start:])
-    assert stats["statuses"] == {"200": 2, "415": 1}
-    assert sorted(stats["prediction_ms"]) == sorted(predictions)
-    assert len(stats["server_ms"]) == 3
-    assert all(ms > 0 for ms in stats["server_ms"])
+    lines = keras_faithful.stdout().splitlines()[start:]
+    statuses, server_ms = access_stats(lines)
+    assert statuses == {"200": 2, "415": 1}
+    assert len(server_ms) == 3 and all(ms > 0 for ms in server_ms)
+    logged = [json.loads(line)["prediction_ms"] for line in lines if line.startswith('{"event": "prediction"')]
+    assert sorted(logged) == sorted(predictions)
 
 
 def test_healthz(keras_faithful):
