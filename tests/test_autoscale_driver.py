@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -35,19 +34,7 @@ from analysis.bench.config import (
 )
 from analysis.bench.manifest import RunFolder, create, write_json
 from tests.conftest import ROOT
-
-VENV_BIN = Path(sys.executable).parent
-INVENTORY = ROOT / "inventory" / "paper"
-ROLE = ROOT / "roles" / "cluster_bench"
-ENV = {
-    **os.environ,
-    "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-    "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-    "ANSIBLE_NOCOLOR": "1",
-    "ANSIBLE_FORCE_COLOR": "0",
-    "NO_PROXY": "127.0.0.1,localhost",
-    "no_proxy": "127.0.0.1,localhost",
-}
+from tests.test_cluster_driver import ENV, INVENTORY, ROLE, VENV_BIN  # one Ansible environment for both
 
 # --- What a Kubernetes 1.10 API server answers --------------------------------------------------------------------
 # Written by hand from the Kubernetes 1.10 API reference

@@ -38,17 +38,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_port(port: int, deadline_s: float = 15.0) -> None:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
-
-
 @pytest.fixture
 def server():
     """Start tests/openloop_server.py (mode, service time); every one is stopped at the end."""
@@ -58,7 +47,7 @@ def server():
         port = free_port()
         procs.append(subprocess.Popen([sys.executable, str(SERVER), "--port", str(port), "--mode", mode,
                                        "--service-ms", str(service_ms)], stdout=subprocess.DEVNULL))
-        wait_port(port)
+        openloop.wait_port(port)
         return f"http://127.0.0.1:{port}/predict"
 
     yield start
@@ -269,7 +258,7 @@ class BenchService:
         self.proc = subprocess.Popen([sys.executable, str(BENCH_SERVER), "--port", str(self.port), "--platform",
                                       platform, "--log", str(self.log), "--delay-ms", str(delay_ms)],
                                      stdout=subprocess.DEVNULL)
-        wait_port(self.port)
+        openloop.wait_port(self.port)
 
     def platform(self, path: str) -> dict:
         return {"url": f"http://127.0.0.1:{self.port}{path}", "kind": "test-server",

@@ -478,7 +478,7 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log
 """
 
 
-def _wait_port(port: int, deadline_s: float = 15.0) -> None:
+def wait_port(port: int, deadline_s: float = 15.0) -> None:
     import socket
 
     end = time.monotonic() + deadline_s
@@ -508,7 +508,7 @@ def capacity_benchmark(rates: list[float], duration_s: float, keepalive: bool, c
             os.sched_setaffinity(server.pid, {server_core})
         if core is not None:
             os.sched_setaffinity(0, {core})
-        _wait_port(port)
+        wait_port(port)
         target = Target(url=f"http://127.0.0.1:{port}/", method="GET", content_type=None, timeout_s=10,
                         keepalive=keepalive)
         for rate in rates:
