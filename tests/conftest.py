@@ -73,3 +73,16 @@ def wheelhouse() -> Path:
     """build/wheelhouse with the serving requirements (downloaded once)."""
     subprocess.run([str(ROOT / "scripts" / "build-wheelhouse.sh"), sys.executable], check=True, timeout=1800)
     return ROOT / "build" / "wheelhouse"
+
+
+@pytest.fixture(scope="session")
+def rendered(tmp_path_factory) -> Path:
+    """Every template of the paper roles, rendered once per session by real Ansible with the paper inventory's
+    variables (tests/paper/render.yml); test_paper_profile.py and test_paper_findings.py both read it."""
+    from tests.test_paper_profile import FIXTURES, ansible_playbook, recap
+
+    out = tmp_path_factory.mktemp("paper-render")
+    result = ansible_playbook(str(FIXTURES / "render.yml"), "-e", f"render_dir={out}")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert recap(result.stdout)["failed"] == 0
+    return out

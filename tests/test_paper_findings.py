@@ -35,20 +35,9 @@ from tests.test_paper_profile import (
     ansible_env,
     ansible_playbook,
     load_docs,
-    recap,
 )
 
 DOCS = ROOT / "docs" / "paper-profile.md"
-
-
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory) -> Path:
-    """Every template of the paper roles, rendered by real Ansible with the paper inventory (tests/paper/render.yml)."""
-    out = tmp_path_factory.mktemp("paper-findings-render")
-    result = ansible_playbook(str(FIXTURES / "render.yml"), "-e", f"render_dir={out}")
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert recap(result.stdout)["failed"] == 0
-    return out
 
 
 def inventory_value(expression: str, host: str = "localhost") -> object:

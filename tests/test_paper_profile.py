@@ -203,16 +203,6 @@ def load_docs(path: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory) -> Path:
-    """Every template of the paper roles, rendered once by real Ansible with the paper inventory's variables."""
-    out = tmp_path_factory.mktemp("paper-render")
-    result = ansible_playbook(str(FIXTURES / "render.yml"), "-e", f"render_dir={out}")
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert recap(result.stdout)["failed"] == 0
-    return out
-
-
-@pytest.fixture(scope="module")
 def group_vars() -> dict:
     merged: dict = {}
     for name in ("all", "paper_vms"):
