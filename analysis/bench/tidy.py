@@ -247,9 +247,12 @@ def _summary(folder: RunFolder, runs: list[dict[str, Any]], requests: list[dict[
         causes = " ".join(f"{c:>6}" for c in ("non2xx", "reset", "refus", "empty", "tmout"))
         lines.append(f"  {'platform':10} {'c':>3} {'reps':>4} {'served/s':>8} {'mean ms':>8} {'p50 ms':>7} "
                      f"{'p99 ms':>7} {'errors':>6} {causes} {'aborted':>7}")
+        served: dict[str, list[float]] = {}  # run_key -> total_ms of its served requests, one pass over the rows
+        for r in requests:
+            if r["served"]:
+                served.setdefault(r["run_key"], []).append(r["total_ms"])
         for (platform, conc), g in frame.groupby(["platform", "concurrency"], sort=True):
-            keys = set(g["run_key"])
-            totals = np.array([r["total_ms"] for r in requests if r["run_key"] in keys and r["served"]], dtype=float)
+            totals = np.array([t for key in g["run_key"] for t in served.get(key, [])], dtype=float)
             p50 = float(np.percentile(totals, 50)) if totals.size >= schema.samples_needed(50) else None
             p99 = float(np.percentile(totals, 99)) if totals.size >= schema.samples_needed(99) else None
             counts = " ".join(f"{int(g[c].fillna(0).sum()):>6}" for c in schema.ERROR_CAUSES)
