@@ -1,0 +1,80 @@
+"""The engine role's clean-up of network namespaces a killed dockerd left behind (roles/docker_engine/files).
+
+Real namespaces: each test makes one the way dockerd does (a bind mount of a new network namespace in a folder, a veth
+pair whose host end stays outside), in a temporary folder instead of /run/docker/netns. Root only (CI runs as root)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "roles" / "docker_engine" / "files" / "clear-stale-docker-netns.sh"
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None,
+                                reason="making network namespaces needs root, unshare and ip")
+
+
+def mounted(path: Path) -> bool:
+    return any(line.split()[1] == str(path) for line in Path("/proc/mounts").read_text().splitlines())
+
+
+def link_exists(name: str) -> bool:
+    return subprocess.run(["ip", "link", "show", name], capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def stale_namespace(tmp_path):
+    """A folder like /run/docker/netns holding one dead container's namespace, its veth's host end on the host."""
+    folder = tmp_path / "netns"
+    folder.mkdir()
+    ns = folder / uuid.uuid4().hex[:12]
+    ns.touch()
+    host_end = f"kdevt{uuid.uuid4().hex[:8]}"
+    subprocess.run(["unshare", f"--net={ns}", "true"], check=True)  # the namespace outlives its process
+    subprocess.run(["nsenter", f"--net={ns}", "ip", "link", "add", "eth0", "type", "veth", "peer", "name", host_end,
+                    "netns", "1"], check=True)
+    try:
+        yield folder, ns, host_end
+    finally:
+        if mounted(ns):
+            subprocess.run(["umount", "-l", str(ns)], check=False)
+        subprocess.run(["ip", "link", "del", host_end], capture_output=True, check=False)
+
+
+def clear(folder: Path, engine: str = "kde-no-such-engine") -> subprocess.CompletedProcess:
+    return subprocess.run([str(SCRIPT), str(folder)], env={**os.environ, "DOCKERD_PROCESS": engine},
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_a_dead_engines_namespace_and_its_veth_are_removed(stale_namespace):
+    folder, ns, host_end = stale_namespace
+    assert mounted(ns) and link_exists(host_end)  # the leftover is real before the clean-up
+    done = clear(folder)
+    assert done.returncode == 0, done.stderr
+    assert "removed 1 network namespace" in done.stdout
+    assert not ns.exists() and not mounted(ns)
+    assert not link_exists(host_end)  # the namespace is gone, and its veth with it: the address no longer answers
+
+
+def test_nothing_is_touched_while_the_engine_runs(stale_namespace):
+    folder, ns, host_end = stale_namespace
+    engine = subprocess.Popen(["sleep", "30"])  # stands in for a running dockerd: the check is by process name
+    try:
+        done = clear(folder, engine="sleep")
+    finally:
+        engine.kill()
+        engine.wait()
+    assert done.returncode == 0, done.stderr
+    assert "leaving" in done.stdout
+    assert ns.exists() and mounted(ns) and link_exists(host_end)
+
+
+def test_a_missing_folder_is_not_an_error(tmp_path):
+    done = clear(tmp_path / "absent")
+    assert done.returncode == 0 and done.stdout == ""
