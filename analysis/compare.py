@@ -2,19 +2,28 @@
 status for CI.
 
 A cell is one platform at one concurrency (closed loop, ab), or at one offered rate (open loop, when both folders
-hold rate_runs.csv / rate_requests.csv). Its samples are the served requests of all its repetitions, pooled.
+hold rate_runs.csv / rate_requests.csv). Its samples are the served requests of its repetitions.
 
-- Headline: the **mean** response time, B - A in ms and in % of A, with a percentile-bootstrap interval over
-  requests. The mean repeats where the median does not: the function at c=20 is bimodal (requests that waited
-  out a listen-backlog SYN retry take ~1 s longer) and its median jumps between the modes from run to run, while
-  the mean moves only with the share of slow requests, which `slow_share` shows beside it.
-- Also: the difference of medians and of p99s with their bootstrap intervals (a p99 only where both cells have
-  the 662 samples it needs), and a one-sided Mann-Whitney U test of "B's requests take longer than A's".
-- Verdict: **slower** when Mann-Whitney says B is slower (p < alpha) *and* the whole interval of the mean's
-  relative change lies above +threshold; **faster** the other way round; otherwise **same** (within noise).
-  Requests of one run share a queue and runs on different occasions differ by more than their requests do, so a
-  request-level interval alone is optimistic: the threshold is what absorbs run-to-run noise. Set it from an A/A
-  comparison of two runs on your machine (README: the kit's noise floor).
+- Headline: the **mean** response time, B - A in ms and in % of A, with a two-stage bootstrap interval: each
+  resample draws the cell's repetitions with replacement, then each drawn repetition's requests. The mean repeats
+  where the median does not: the function at c=20 is bimodal (requests that waited out a listen-backlog SYN retry
+  take ~1 s longer) and its median jumps between the modes from run to run, while the mean moves only with the
+  share of slow requests, which `slow_share` shows beside it.
+- Why two stages: requests of one repetition share its moment on the machine (the host's clock, its neighbours,
+  the server's queue), so they are not independent samples of the system. Resampling requests alone gives an
+  interval as narrow as if they were: two back-to-back runs of the same deployment then differ "significantly" by
+  the 5-10 % a cloud VM drifts between them. Resampling repetitions first carries the repetition-to-repetition
+  spread each run measured into the interval.
+- Also: the difference of medians and of p99s with intervals from the same resamples (a p99 only where both cells
+  have the 662 samples it needs), and a one-sided test of "B slower than A": Welch's t-test over the repetitions'
+  mean times when both cells have at least 3 repetitions, else (a single open-loop run) a Mann-Whitney U test over
+  requests, which the `test` column names.
+- Machine speed: runs that recorded `reference_ms` (a fixed CPU workload timed before each ab run,
+  analysis/bench/reference.py) show how much slower or faster B's machine was than A's; with
+  ``--adjust-for-machine`` B's times are divided by that ratio before the statistics, so a slower host does not
+  read as a slower deployment.
+- Verdict: **slower** when the test says B is slower (p < alpha) *and* the whole interval of the mean's relative
+  change lies above +threshold; **faster** the other way round; otherwise **same** (within noise).
 
 Exit status: 0 no cell slower, 1 some cell slower, 2 the runs cannot be compared (a folder cannot be read, or
 they differ in payload, model or matrix — the message says which).
@@ -40,7 +49,10 @@ from analysis.load import Results, ResultsError, load_results
 
 EXIT_SAME, EXIT_SLOWER, EXIT_INCOMPARABLE = 0, 1, 2
 DIFFERENT_LOAD = "different load"  # an open-loop cell whose offered rates differ beyond the threshold: not compared
+SATURATED = "saturated"  # an open-loop cell at or past its run's closed-loop capacity: not compared
 SYN_RETRY_MS = 1000.0  # Linux's initial SYN retransmission timeout: the gap of the slow mode
+MIN_REPS_FOR_T = 3  # repetitions per side for Welch's t over repetition means (else Mann-Whitney over requests)
+BATCH_MEANS = "welch-t over batch means"
 
 
 @dataclass(frozen=True)
@@ -51,6 +63,7 @@ class Settings:
     resamples: int = 2000
     seed: int = 0
     common_cells: bool = False  # compare the cells both runs have instead of refusing another matrix
+    adjust_for_machine: bool = False  # divide B's times by the ratio of the runs' reference_ms
 
 
 class Incomparable(Exception):
@@ -121,16 +134,21 @@ def comparability(a: Results, b: Results, common_cells: bool = False) -> tuple[l
 
 
 # --------------------------------------------------------------------------------------------------- samples
-def closed_loop_cells(r: Results) -> dict[tuple[str, str, float], np.ndarray]:
-    """(platform, "c", concurrency) -> the served requests' total_ms over every repetition, extra ones included."""
+Reps = list[np.ndarray]  # one array of served request times per repetition (or per open-loop run)
+
+
+def closed_loop_cells(r: Results) -> dict[tuple[str, str, float], Reps]:
+    """(platform, "c", concurrency) -> the served requests' total_ms, one array per repetition (extra ones
+    included)."""
     req = r.requests[(r.requests["experiment"] == "concurrency") & (r.requests["served"] == 1)]
-    return {(str(p), "c", float(c)): g["total_ms"].to_numpy(float)
-            for (p, c), g in req.groupby(["platform", "concurrency"], sort=False)}
+    return {(str(p), "c", float(c)): [g["total_ms"].to_numpy(float) for _, g in cell.groupby("run_key", sort=True)]
+            for (p, c), cell in req.groupby(["platform", "concurrency"], sort=False)}
 
 
-def open_loop_cells(folder: Path) -> tuple[dict[tuple[str, str, float], np.ndarray], dict[tuple, float]]:
-    """(platform, "rate % of capacity" or "rate rps", level) -> served latency_ms of the valid open-loop runs, and
-    each cell's offered rate; empty when the folder has no open-loop tables (runs made before they existed)."""
+def open_loop_cells(folder: Path) -> tuple[dict[tuple[str, str, float], Reps], dict[tuple, float]]:
+    """(platform, "rate % of capacity" or "rate rps", level) -> served latency_ms of the valid open-loop runs, one
+    array per run, and each cell's offered rate; empty when the folder has no open-loop tables (runs made before
+    they existed)."""
     runs_path, req_path = folder / "rate_runs.csv", folder / "rate_requests.csv"
     if not (runs_path.exists() and req_path.exists()):
         return {}, {}
@@ -142,16 +160,43 @@ def open_loop_cells(folder: Path) -> tuple[dict[tuple[str, str, float], np.ndarr
         ok = ok[ok["valid"].fillna(0) == 1]
     if "outcome" in ok.columns:
         ok = ok[ok["outcome"].fillna("ok") == "ok"]
-    cells: dict[tuple[str, str, float], list[np.ndarray]] = {}
+    cells: dict[tuple[str, str, float], Reps] = {}
     offered: dict[tuple, float] = {}
     served = req[req["served"] == 1]
     for row in ok.itertuples(index=False):
         pct = float(getattr(row, "capacity_pct", float("nan")))
         key = ((str(row.platform), "rate %", pct) if math.isfinite(pct)
                else (str(row.platform), "rate rps", round(float(row.offered_rps), 3)))
-        cells.setdefault(key, []).append(served.loc[served["run_key"] == row.run_key, "latency_ms"].to_numpy(float))
+        mine = served[served["run_key"] == row.run_key]
+        if len(mine):
+            cells.setdefault(key, []).append(mine.sort_values("scheduled_s")["latency_ms"].to_numpy(float))
         offered[key] = float(row.offered_rps)
-    return {k: np.concatenate(v) for k, v in cells.items()}, offered
+    return cells, offered
+
+
+BATCHES = 5
+
+
+def batches(runs: Reps) -> Reps:
+    """Each run split into BATCHES consecutive batches of its requests in schedule order (batch means), for an
+    open-loop cell with fewer than MIN_REPS_FOR_T runs: a run's requests share the queue and the machine's moments
+    just as a repetition's do, so its batches stand in for repetitions in the interval and the test. A queue that
+    grows during the run (at or past capacity) makes the batches disagree, and the interval says so."""
+    out: Reps = []
+    for times in runs:
+        out += [b for b in np.array_split(times, min(BATCHES, len(times))) if len(b)]
+    return out
+
+
+def machine_reference(r: Results) -> np.ndarray | None:
+    """The reference_ms of the run's concurrency runs (how fast its machine was, before each); None when the run
+    recorded fewer than three (runs made before the column existed)."""
+    runs = r.runs
+    if "reference_ms" not in runs.columns:
+        return None
+    ref = pd.to_numeric(runs.loc[runs["experiment"] == "concurrency", "reference_ms"], errors="coerce").dropna()
+    ref = ref[ref > 0].to_numpy(float)
+    return ref if len(ref) >= 3 else None
 
 
 # ------------------------------------------------------------------------------------------------ statistics
@@ -160,34 +205,81 @@ def _ci(boot: np.ndarray, level: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def compare_cell(a: np.ndarray, b: np.ndarray, s: Settings, seed: int) -> dict[str, Any]:
-    """Every statistic of one cell; bootstrap resamples each run's requests on their own."""
+def two_stage_bootstrap(reps: Reps, rng: np.random.Generator, resamples: int,
+                        chunk: int = 200) -> dict[str, np.ndarray]:
+    """Mean, median and 99th percentile of ``resamples`` two-stage resamples: the repetitions drawn with
+    replacement, then each drawn repetition's requests drawn with replacement (as many as it has). With one
+    repetition this is the plain bootstrap over its requests."""
+    x = np.concatenate(reps)
+    sizes = np.array([len(r) for r in reps])
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    n_reps, longest = len(reps), int(sizes.max())
+    stats: dict[str, list[np.ndarray]] = {"mean": [], "median": [], "p99": []}
+    for start in range(0, resamples, chunk):
+        b = min(chunk, resamples - start)
+        pick = rng.integers(0, n_reps, size=(b, n_reps))
+        n = sizes[pick][:, :, None]
+        pos = offsets[pick][:, :, None] + (rng.random((b, n_reps, longest)) * n).astype(np.int64)
+        valid = np.arange(longest)[None, None, :] < n
+        values = np.where(valid, x[np.minimum(pos, len(x) - 1)], np.nan).reshape(b, -1)
+        stats["mean"].append(np.nanmean(values, axis=1))
+        stats["median"].append(np.nanmedian(values, axis=1))
+        stats["p99"].append(np.nanquantile(values, 0.99, axis=1))
+    return {k: np.concatenate(v) for k, v in stats.items()}
+
+
+def slower_test(a: Reps, b: Reps) -> tuple[str, float, float]:
+    """(test name, p of "B slower", p of "B faster"): Welch's t over the repetitions' means where both sides have
+    at least MIN_REPS_FOR_T, else Mann-Whitney U over the pooled requests."""
+    ma, mb = np.array([r.mean() for r in a]), np.array([r.mean() for r in b])
+    if min(len(ma), len(mb)) >= MIN_REPS_FOR_T and (ma.std() > 0 or mb.std() > 0):
+        slower = st.ttest_ind(mb, ma, equal_var=False, alternative="greater").pvalue
+        faster = st.ttest_ind(mb, ma, equal_var=False, alternative="less").pvalue
+        return "welch-t over repetition means", float(slower), float(faster)
+    xa, xb = np.concatenate(a), np.concatenate(b)
+    return ("mann-whitney over requests", float(st.mannwhitneyu(xb, xa, alternative="greater").pvalue),
+            float(st.mannwhitneyu(xb, xa, alternative="less").pvalue))
+
+
+def compare_cell(a_reps: Reps, b_reps: Reps, s: Settings, seed: int,
+                 machine: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+    """Every statistic of one cell. ``machine``: both runs' reference_ms; with s.adjust_for_machine B's times are
+    divided by the ratio of their medians (the ratio itself resampled with them)."""
     rng = np.random.default_rng(seed)
-    ra = a[rng.integers(0, len(a), size=(s.resamples, len(a)))]
-    rb = b[rng.integers(0, len(b), size=(s.resamples, len(b)))]
-    row: dict[str, Any] = {"n_a": len(a), "n_b": len(b)}
-    mean_a, mean_b = ra.mean(axis=1), rb.mean(axis=1)
+    ratio, ratio_boot = 1.0, np.ones(s.resamples)
+    if machine is not None:
+        ref_a, ref_b = machine
+        ratio = float(np.median(ref_b) / np.median(ref_a))
+        if s.adjust_for_machine:
+            ratio_boot = (np.median(ref_b[rng.integers(0, len(ref_b), (s.resamples, len(ref_b)))], axis=1)
+                          / np.median(ref_a[rng.integers(0, len(ref_a), (s.resamples, len(ref_a)))], axis=1))
+    scale = ratio if (machine is not None and s.adjust_for_machine) else 1.0
+    b_reps = [r / scale for r in b_reps]
+    a, b = np.concatenate(a_reps), np.concatenate(b_reps)
+    ba, bb = two_stage_bootstrap(a_reps, rng, s.resamples), two_stage_bootstrap(b_reps, rng, s.resamples)
+    if scale != 1.0:  # the ratio's own uncertainty: each resample divides by a resampled ratio instead
+        bb = {k: v * ratio / ratio_boot for k, v in bb.items()}
+    row: dict[str, Any] = {"n_a": len(a), "n_b": len(b), "reps_a": len(a_reps), "reps_b": len(b_reps),
+                           "machine_ratio": ratio if machine is not None else np.nan,
+                           "adjusted_for_machine": int(scale != 1.0)}
     row.update(mean_a_ms=float(a.mean()), mean_b_ms=float(b.mean()), mean_diff_ms=float(b.mean() - a.mean()),
                mean_diff_pct=float(100 * (b.mean() / a.mean() - 1)))
-    row["mean_diff_ms_ci_low"], row["mean_diff_ms_ci_high"] = _ci(mean_b - mean_a, s.level)
-    row["mean_diff_pct_ci_low"], row["mean_diff_pct_ci_high"] = _ci(100 * (mean_b / mean_a - 1), s.level)
+    row["mean_diff_ms_ci_low"], row["mean_diff_ms_ci_high"] = _ci(bb["mean"] - ba["mean"], s.level)
+    row["mean_diff_pct_ci_low"], row["mean_diff_pct_ci_high"] = _ci(100 * (bb["mean"] / ba["mean"] - 1), s.level)
     med_a, med_b = np.median(a), np.median(b)
     row.update(median_a_ms=float(med_a), median_b_ms=float(med_b), median_diff_ms=float(med_b - med_a))
-    row["median_diff_ms_ci_low"], row["median_diff_ms_ci_high"] = _ci(
-        np.median(rb, axis=1) - np.median(ra, axis=1), s.level)
+    row["median_diff_ms_ci_low"], row["median_diff_ms_ci_high"] = _ci(bb["median"] - ba["median"], s.level)
     if min(len(a), len(b)) >= samples_needed(99):
         pa, pb = np.quantile(a, 0.99), np.quantile(b, 0.99)
         row.update(p99_a_ms=float(pa), p99_b_ms=float(pb), p99_diff_ms=float(pb - pa))
-        row["p99_diff_ms_ci_low"], row["p99_diff_ms_ci_high"] = _ci(
-            np.quantile(rb, 0.99, axis=1) - np.quantile(ra, 0.99, axis=1), s.level)
+        row["p99_diff_ms_ci_low"], row["p99_diff_ms_ci_high"] = _ci(bb["p99"] - ba["p99"], s.level)
     else:
         row.update(p99_a_ms=np.nan, p99_b_ms=np.nan, p99_diff_ms=np.nan, p99_diff_ms_ci_low=np.nan,
                    p99_diff_ms_ci_high=np.nan)
     # the slow mode: requests at least one SYN retransmission (1 s) slower than A's 10th percentile
     cut = float(np.quantile(a, 0.10)) + SYN_RETRY_MS
     row.update(slow_share_a=float((a >= cut).mean()), slow_share_b=float((b >= cut).mean()))
-    row["p_b_slower"] = float(st.mannwhitneyu(b, a, alternative="greater").pvalue)
-    row["p_b_faster"] = float(st.mannwhitneyu(b, a, alternative="less").pvalue)
+    row["test"], row["p_b_slower"], row["p_b_faster"] = slower_test(a_reps, b_reps)
     row["verdict"] = verdict(row, s)
     return row
 
@@ -198,6 +290,24 @@ def verdict(row: dict[str, Any], s: Settings) -> str:
     if row["p_b_faster"] < s.alpha and row["mean_diff_pct_ci_high"] < -s.threshold_pct:
         return "faster"
     return "same"
+
+
+def _machine(a: Results, b: Results, s: Settings, notes: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Both runs' reference_ms, or None when one lacks it; a note says how their machines' speeds compared."""
+    ref_a, ref_b = machine_reference(a), machine_reference(b)
+    if ref_a is None or ref_b is None:
+        notes.append("machine speed: " + ("neither run" if ref_a is None and ref_b is None else
+                                          f"only run {'A' if ref_a is not None else 'B'}")
+                     + " recorded reference_ms, so a slower machine cannot be told from a slower deployment")
+        if s.adjust_for_machine:
+            notes.append("--adjust-for-machine: not applied (both runs need reference_ms)")
+        return None
+    change = 100 * (np.median(ref_b) / np.median(ref_a) - 1)
+    notes.append(f"machine speed: B's reference workload took {change:+.1f} % as long as A's (median "
+                 f"{np.median(ref_b):.1f} vs {np.median(ref_a):.1f} ms over {len(ref_b)} and {len(ref_a)} runs)"
+                 + ("; B's times are divided by that ratio (--adjust-for-machine)" if s.adjust_for_machine
+                    else "; B's times are not adjusted for it (--adjust-for-machine does)"))
+    return ref_a, ref_b
 
 
 def compare(a: Results, b: Results, s: Settings) -> tuple[pd.DataFrame, list[str]]:
@@ -216,17 +326,24 @@ def compare(a: Results, b: Results, s: Settings) -> tuple[pd.DataFrame, list[str
         cells_b.update(rates_b)
     if reasons:
         raise Incomparable(reasons)
-    rows = []
+    machine = _machine(a, b, s, notes)
+    rows, saturated = [], []
     for i, key in enumerate(k for k in cells_a if k in cells_b):
         a_x, b_x = cells_a[key], cells_b[key]
         platform, kind, level = key
         row: dict[str, Any] = {"platform": platform, "load": kind, "level": level,
                                "offered_a_rps": offered_a.get(key, np.nan), "offered_b_rps": offered_b.get(key, np.nan)}
-        if min(len(a_x), len(b_x)) < 2:
-            row.update(n_a=len(a_x), n_b=len(b_x), verdict="same")
-            notes.append(f"{_cell(row)}: too few served requests to compare ({len(a_x)} vs {len(b_x)})")
+        batched = kind != "c" and min(len(a_x), len(b_x)) < MIN_REPS_FOR_T
+        if batched:
+            a_x, b_x = batches(a_x), batches(b_x)
+        n_a, n_b = sum(len(x) for x in a_x), sum(len(x) for x in b_x)
+        if min(n_a, n_b) < 2:
+            row.update(n_a=n_a, n_b=n_b, verdict="same")
+            notes.append(f"{_cell(row)}: too few served requests to compare ({n_a} vs {n_b})")
         else:
-            row.update(compare_cell(a_x, b_x, s, s.seed + i))
+            row.update(compare_cell(a_x, b_x, s, s.seed + i, machine))
+            if batched and row["test"].startswith("welch"):
+                row["test"] = BATCH_MEANS
         off_a, off_b = row["offered_a_rps"], row["offered_b_rps"]
         if (math.isfinite(off_a) and math.isfinite(off_b) and off_a > 0
                 and abs(off_b / off_a - 1) * 100 > s.threshold_pct):
@@ -235,7 +352,15 @@ def compare(a: Results, b: Results, s: Settings) -> tuple[pd.DataFrame, list[str
             row["verdict"] = DIFFERENT_LOAD
             notes.append(f"{_cell(row)}: offered {off_a:.1f} req/s in A but {off_b:.1f} in B (their closed-loop "
                          f"capacities differ by more than {s.threshold_pct:g} %): not compared")
+        elif kind == "rate %" and level >= 100:
+            # at or past capacity the queue grows for as long as the run lasts, or not, by a few % of capacity
+            # either way: the latency measures the run's length and that margin, not the platform
+            row["verdict"] = SATURATED
+            saturated.append(_cell(row))
         rows.append(row)
+    if saturated:
+        notes.append(f"{', '.join(saturated)}: at or past the closed-loop capacity, where the queue grows for as long "
+                     "as the run lasts (or does not, by a few % of capacity): shown, not judged")
     missing = [k for k in cells_a if k not in cells_b] + [k for k in cells_b if k not in cells_a]
     if missing:  # a cell only one run has (--common-cells), or whose every run aborted in one of them
         notes.append("cells only one run has served requests for, not compared: "
@@ -272,7 +397,8 @@ def figure(table: pd.DataFrame, s: Settings, path: Path, platforms: list[str]) -
         table) else table
     if not len(d):
         return None
-    colors = {"slower": "#d62728", "faster": "#2ca02c", "same": "#555555", DIFFERENT_LOAD: "#bbbbbb"}
+    colors = {"slower": "#d62728", "faster": "#2ca02c", "same": "#555555", DIFFERENT_LOAD: "#bbbbbb",
+              SATURATED: "#e3b778"}
     fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(d) + 2), 4.5))
     x = np.arange(len(d))
     for xi, (_, r) in zip(x, d.iterrows(), strict=True):
@@ -295,6 +421,10 @@ def figure(table: pd.DataFrame, s: Settings, path: Path, platforms: list[str]) -
     return path
 
 
+def _int(value: Any) -> str:
+    return str(int(value)) if isinstance(value, int | float) and math.isfinite(value) else "?"
+
+
 def _pm(row: pd.Series, name: str, unit: str = " ms", digits: int = 1) -> str:
     est = row.get(name, np.nan)
     if not isinstance(est, int | float) or not math.isfinite(est):
@@ -313,14 +443,15 @@ def write(a: Results, b: Results, table: pd.DataFrame, notes: list[str], s: Sett
     level = f"{100 * s.level:g} %"
     blocks: list[Any] = [
         doc.Bullets([f"**A** {a.manifest['run_id']} ({a.folder}); **B** {b.manifest['run_id']} ({b.folder})",
-                     f"**Threshold** {s.threshold_pct:g} % of A's mean; Mann-Whitney alpha {s.alpha:g}; "
+                     f"**Threshold** {s.threshold_pct:g} % of A's mean; test alpha {s.alpha:g}; "
                      f"{s.resamples} bootstrap resamples, seed {s.seed}",
                      "**Verdicts**: " + ", ".join(f"{counts.get(v, 0)} {v}"
-                                   for v in ("slower", "same", "faster", DIFFERENT_LOAD))]),
+                                   for v in ("slower", "same", "faster", DIFFERENT_LOAD, SATURATED))]),
         doc.Heading("Per cell"),
         doc.Table(*doc._rows(table, [
             ("cell", _cell),
-            ("requests A / B", lambda r: f"{int(r['n_a'])} / {int(r['n_b'])}"),
+            ("requests (repetitions) A / B", lambda r: f"{int(r['n_a'])} ({_int(r.get('reps_a'))}) / "
+                                                       f"{int(r['n_b'])} ({_int(r.get('reps_b'))})"),
             ("mean A → B ms", lambda r: f"{r.get('mean_a_ms', np.nan):.1f} → {r.get('mean_b_ms', np.nan):.1f}"),
             (f"mean B - A, % [{level} CI]", lambda r: _pm(r, "mean_diff_pct", " %")),
             ("median B - A ms [CI]", lambda r: _pm(r, "median_diff_ms")),
@@ -331,14 +462,16 @@ def write(a: Results, b: Results, table: pd.DataFrame, notes: list[str], s: Sett
             ("p (B slower)", lambda r: f"{r.get('p_b_slower', np.nan):.3g}"),
             ("verdict", lambda r: r["verdict"].upper() if r["verdict"] != "same" else "same"),
         ]) if len(table) else ([], []), "compare.csv",
-            "Cells pool every repetition's served requests. Headline: the mean (it repeats where a bimodal cell's "
-            f"median jumps between modes), B - A in % of A with a {level} percentile-bootstrap interval over "
-            "requests; medians and p99s (only with 662 requests on both sides) likewise. slow share: requests at "
-            "least 1 s (one SYN retransmission) slower than A's 10th percentile. p: one-sided Mann-Whitney U, B's "
-            f"requests longer than A's. slower = p < {s.alpha:g} and the mean's whole interval above "
-            f"+{s.threshold_pct:g} %; faster likewise below -{s.threshold_pct:g} %; else same within noise. "
-            "Requests of one run are not independent and two runs differ by more than their requests do: the "
-            "threshold, set from an A/A comparison, absorbs that."),
+            "Headline: the mean (it repeats where a bimodal cell's median jumps between modes), B - A in % of A "
+            f"with a {level} two-stage bootstrap interval (repetitions drawn with replacement, then each drawn "
+            "repetition's requests), so the spread between repetitions, not only between requests, is in it; "
+            "medians and p99s (only with 662 requests on both sides) likewise. slow share: requests at least 1 s "
+            "(one SYN retransmission) slower than A's 10th percentile. p: one-sided Welch t-test of B's repetition "
+            "means against A's (Mann-Whitney U over requests where a side has fewer than 3 repetitions). slower = "
+            f"p < {s.alpha:g} and the mean's whole interval above +{s.threshold_pct:g} %; faster likewise below "
+            f"-{s.threshold_pct:g} %; else same within noise."
+            + (" B's times were divided by the machine-speed ratio of the notes (--adjust-for-machine)."
+               if s.adjust_for_machine else "")),
         doc.Figure(fig, "Change of the mean per cell with its bootstrap interval; the grey band is the threshold."),
     ]
     if notes:
@@ -353,7 +486,8 @@ def write(a: Results, b: Results, table: pd.DataFrame, notes: list[str], s: Sett
 # ------------------------------------------------------------------------------------------------------ CLI
 DESCRIPTION = ("Compare two benchmark runs, A (the baseline) and B: per platform x concurrency (and per offered rate "
                "when both have open-loop runs) the difference of means (the headline), medians and p99s with "
-               "bootstrap intervals over requests, a one-sided Mann-Whitney test of 'B slower than A', and a verdict "
+               "two-stage bootstrap intervals (repetitions, then their requests), a one-sided test of 'B slower than "
+               "A' (Welch's t over repetition means), and a verdict "
                "per cell: slower, faster or same within noise. Writes compare.md, compare.html, tables/compare.csv "
                "and figures/compare.png.")
 EPILOG = (f"Exit status: {EXIT_SAME} no cell is slower beyond the threshold, {EXIT_SLOWER} at least one is, "
@@ -369,7 +503,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="smallest change of a cell's mean, in %% of A's, that counts as slower or faster; set it "
                         "at or above the noise floor an A/A comparison shows on your machine (default: %(default)s)")
     p.add_argument("--alpha", type=float, default=Settings.alpha,
-                   help="significance level of the one-sided Mann-Whitney tests (default: %(default)s)")
+                   help="significance level of the one-sided tests (default: %(default)s)")
     p.add_argument("--confidence", type=float, default=Settings.level, metavar="LEVEL",
                    help="confidence level of the bootstrap intervals, between 0 and 1 (default: %(default)s)")
     p.add_argument("--bootstrap-resamples", type=int, default=Settings.resamples, metavar="N",
@@ -380,6 +514,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--common-cells", action="store_true",
                    help="compare the cells both runs have when their matrices differ (e.g. a baseline from before "
                         "a platform was added), instead of exiting with status 2; payload and model must still match")
+    p.add_argument("--adjust-for-machine", action="store_true",
+                   help="divide B's times by how much longer B's machine took for the fixed reference workload "
+                        "than A's (runs.csv reference_ms, timed before each ab run), so a slower host is not "
+                        "read as a slower deployment; both runs must have recorded it")
     p.add_argument("--out", type=Path, metavar="DIR",
                    help="where to write the comparison (default: RUN_B/compare-<run id of A>); files in it are "
                         "overwritten")
@@ -394,7 +532,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(f"--threshold must be >= 0, got {args.threshold}")
     if args.bootstrap_resamples < 100:
         parser.error("--bootstrap-resamples must be at least 100")
-    s = Settings(args.threshold, args.alpha, args.confidence, args.bootstrap_resamples, args.seed, args.common_cells)
+    s = Settings(args.threshold, args.alpha, args.confidence, args.bootstrap_resamples, args.seed, args.common_cells,
+                 args.adjust_for_machine)
     try:
         a, b = load_results(args.run_a), load_results(args.run_b)
         table, notes = compare(a, b, s)

@@ -75,6 +75,9 @@ class Plan:
     cores: int = 2
     seed: int = 1
     faults: dict[tuple[str, int, int], Fault] = field(default_factory=dict)  # (platform, c, rep) -> fault
+    # sigma of a lognormal factor that scales all of one ab run's times: the repetition-to-repetition drift of a
+    # real machine (its host's clock and neighbours), which requests of one run share
+    rep_jitter: float = 0.0
     stop_after: int | None = None  # number of ab runs (warm-up included) after which the bench "died"
 
 
@@ -151,6 +154,13 @@ def _ab_run(rng: np.random.Generator, plan: Plan, experiment: str, p: str, c: in
     m = MODELS[p]
     fault = plan.faults.get((p, c, rep), Fault())
     t = _request_times(rng, m, c, n, plan.cores)
+    if plan.rep_jitter:
+        f = float(rng.lognormal(0.0, plan.rep_jitter))
+        t = {k: v * f for k, v in t.items()}
+        t["total"] = np.rint(t["total"])
+        t["connect"] = np.minimum(np.rint(t["connect"]), t["total"])
+        t["processing"] = t["total"] - t["connect"]
+        t["wait"] = np.maximum(t["processing"] - 1, 0)
     key = f"{experiment}-{p}-c{c}-r{rep}"
     total = t["total"]
     order_idx = np.argsort(total, kind="stable")  # ab -g rows are sorted by ttime

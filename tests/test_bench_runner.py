@@ -361,6 +361,7 @@ def test_docker_logs_stats_cgroups_and_cold_start(tmp_path, base_image):
             assert float(r["mem_limit_bytes"]) == 256 * 2**20, key
             assert 0 < float(r["mem_max_bytes"]) < 256 * 2**20
             assert r["cpu_max_pct"] != ""
+            assert float(r["reference_ms"]) > 0, key  # the machine's speed, timed just before the run
         cold = rows(run_dir / "coldstart.csv")
         assert {c["platform"] for c in cold} == {"function", "container"}
         for c in cold:  # the server waits 0.5 s before listening: the cold start must include it

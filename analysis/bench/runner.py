@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from analysis.bench import ab, layers, schema, system
+from analysis.bench import ab, layers, reference, schema, system
 from analysis.bench.client import DockerError, docker_inspect, request
 from analysis.bench.cluster import ClusterError, ClusterRestart, check_kubeconfig
 from analysis.bench.config import (
@@ -175,6 +175,7 @@ def run_one(folder: RunFolder, experiment: str, platform_name: str, concurrency:
     serving, placement = system.where(folder.config, platform)  # issue 14: what serves, and where ab runs
     command = replace(command, cpus=placement["load_generator_cpus"])
     ab.find_ab(command.ab)  # a missing ab is the harness's problem: fail before touching the service
+    speed = reference.measure()  # issue 14: how fast the machine itself is right now, apart from the servers
     logs, metrics_before_error, sampler, resources_info = _observers(folder, platform, out)
     mark = logs.mark()
     ingress = layers.IngressLogs(platform.ingress_dir) if platform.ingress_dir else None  # issue 11
@@ -210,6 +211,7 @@ def run_one(folder: RunFolder, experiment: str, platform_name: str, concurrency:
                     "after_error": metrics_after_error},
         "logs": logs_info, "resources": resources_info, "summary": summary,
         "system": system_info,  # issue 14: what competed during the run (raw/<run_key>/system.json in full)
+        "reference": speed,  # issue 14: the machine's speed on a fixed workload just before the run
     })
     return StepResult(run_key, False, f"{position} {run_key}: {_progress(result, summary)}"
                       + (f" — BUSY: {'; '.join(system_info['reasons'])}" if system_info.get("busy") else ""))

@@ -82,8 +82,8 @@ concurrency  int     *  ab -c
 repetition   int     *  1..repetitions (0 for a warm-up)
 """)
 
-# the last five columns of runs.csv say what competed with the run (issue 14; analysis/bench/system.py,
-# raw/<run_key>/system.json in full)
+# the last six columns of runs.csv say what competed with the run and how fast the machine was (issue 14;
+# analysis/bench/system.py and reference.py, raw/<run_key>/system.json in full)
 RUNS = Table(
     "runs.csv", True, "one row per ab run; warm-up runs are kept with experiment = `warmup`",
     _RUN_IDENT + _columns("""
@@ -135,6 +135,8 @@ load_generator_cpu_pct  float?  -  ab's own CPU time over the run, % of one core
 others_cpu_pct          float?  -  CPU of processes that are neither the harness, the serving containers nor
                                    docker-proxy, % of one core
 busy                    int?    -  1 when others_cpu_pct or steal_pct exceeded busy_cpu_pct, else 0
+reference_ms            float?  -  the machine's speed just before the run: median time of a fixed single-threaded
+                                   workload (analysis/bench/reference.py); lower is faster
 """))
 
 REQUESTS = Table(

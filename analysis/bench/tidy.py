@@ -201,7 +201,8 @@ def _ab_run(folder: RunFolder, run_dir: Path, done: dict[str, Any]
     competition = done.get("system") or {}  # issue 14: what competed with the run
     row.update({k: competition.get(k) for k in ("load_1m_before", "steal_pct", "load_generator_cpu_pct",
                                                  "others_cpu_pct")},
-               busy=None if competition.get("busy") is None else int(competition["busy"]))
+               busy=None if competition.get("busy") is None else int(competition["busy"]),
+               reference_ms=(done.get("reference") or {}).get("reference_ms"))
     resource_rows = [{"run_key": key, "platform": platform_name, "t_s": x["t_s"], "cpu_pct": x["cpu_pct"],
                       "mem_bytes": x["mem_bytes"], "mem_limit_bytes": x["mem_limit_bytes"]} for x in samples]
     return row, rows, resource_rows
