@@ -514,6 +514,19 @@ def _autoscale_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[
     ]
 
 
+def _machine_speed(runs: pd.DataFrame) -> str:
+    """One line on how fast the machine itself was over the run (runs.csv reference_ms, analysis/bench/reference.py)."""
+    ref = (pd.to_numeric(runs.loc[runs["experiment"] == "concurrency", "reference_ms"], errors="coerce").dropna()
+           if "reference_ms" in runs.columns else pd.Series(dtype=float))
+    if len(ref) < 3:
+        return "**Machine speed** not recorded (runs made before reference_ms existed)."
+    p10, p50, p90 = (float(ref.quantile(q)) for q in (0.1, 0.5, 0.9))
+    return (f"**Machine speed** (a fixed single-threaded workload timed before each of {len(ref)} runs, "
+            f"reference_ms): median {p50:.1f} ms, 10th-90th percentile {p10:.1f}-{p90:.1f} ms, i.e. the host's own "
+            f"speed moved by {100 * (p90 / p10 - 1):.0f} % from run to run (timed between runs, the servers idle); "
+            "`compare` shows how two runs' machines differed.")
+
+
 def _machine_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[str, Path | None], level: str,
                      s: tables.Settings) -> list[Block]:
     """What else ran on the machine, before and during the runs (issue 14; analysis/bench/system.py)."""
@@ -534,6 +547,7 @@ def _machine_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[st
                      + ("**busy** — " + "; ".join(check["reasons"]) if check["busy"] else "quiet"))
     if not checks:
         items.append("No machine check before the benchmark was recorded (runs made before it existed).")
+    items.append(_machine_speed(results.runs))
     b.append(Bullets(items))
     machine = t["machine"]
     if len(machine):
