@@ -404,6 +404,22 @@ def figure(table: pd.DataFrame, s: Settings, path: Path, platforms: list[str]) -
     for xi, (_, r) in zip(x, d.iterrows(), strict=True):
         err = [[r["mean_diff_pct"] - r["mean_diff_pct_ci_low"]], [r["mean_diff_pct_ci_high"] - r["mean_diff_pct"]]]
         ax.errorbar(xi, r["mean_diff_pct"], yerr=err, fmt="o", capsize=4, color=colors[r["verdict"]])
+    # the axis fits the judged cells; a saturated or different-load cell far outside is cut at the edge, its
+    # value written there, so it does not flatten every other interval
+    judged = d[~d["verdict"].isin([SATURATED, DIFFERENT_LOAD])]
+    if len(judged):
+        lo = min(float(judged["mean_diff_pct_ci_low"].min()), -2 * s.threshold_pct)
+        hi = max(float(judged["mean_diff_pct_ci_high"].max()), 2 * s.threshold_pct)
+        pad = 0.1 * (hi - lo)
+        lo, hi = lo - pad, hi + pad
+        ax.set_ylim(lo, hi)
+        for xi, (_, r) in zip(x, d.iterrows(), strict=True):
+            v = r["mean_diff_pct"]
+            if v > hi or v < lo:
+                edge = hi if v > hi else lo
+                ax.plot(xi, edge, "^" if v > hi else "v", color=colors[r["verdict"]])
+                ax.annotate(f"{v:+.0f} %", (xi, edge), textcoords="offset points", xytext=(0, -12 if v > hi else 6),
+                            ha="center", fontsize=7)
     ax.axhspan(-s.threshold_pct, s.threshold_pct, color="#cccccc", alpha=0.4,
                label=f"±{s.threshold_pct:g} % threshold")
     ax.axhline(0, color="black", linewidth=0.8)
@@ -412,7 +428,7 @@ def figure(table: pd.DataFrame, s: Settings, path: Path, platforms: list[str]) -
     ax.set_xticks(x)
     ax.set_xticklabels([_cell(r) for _, r in d.iterrows()], rotation=35, ha="right", fontsize=8)
     ax.set_ylabel("mean response time, B vs A (%)")
-    ax.set_title(f"B vs A per cell: change of the mean, {100 * s.level:g} % bootstrap interval")
+    ax.set_title(f"B vs A per cell: change of the mean, {100 * s.level:g} % two-stage bootstrap interval")
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
