@@ -50,6 +50,7 @@ from analysis.load import Results, ResultsError, load_results
 EXIT_SAME, EXIT_SLOWER, EXIT_INCOMPARABLE = 0, 1, 2
 DIFFERENT_LOAD = "different load"  # an open-loop cell whose offered rates differ beyond the threshold: not compared
 SATURATED = "saturated"  # an open-loop cell at or past its run's closed-loop capacity: not compared
+ONE_RUN = "one run"  # an open-loop cell with a single run on a side: run-to-run noise unmeasured, not judged
 SYN_RETRY_MS = 1000.0  # Linux's initial SYN retransmission timeout: the gap of the slow mode
 MIN_REPS_FOR_T = 3  # repetitions per side for Welch's t over repetition means (else Mann-Whitney over requests)
 BATCH_MEANS = "welch-t over batch means"
@@ -310,6 +311,29 @@ def _machine(a: Results, b: Results, s: Settings, notes: list[str]) -> tuple[np.
     return ref_a, ref_b
 
 
+HELD_BACK = {  # verdicts of open-loop cells that are shown but not judged, and why
+    DIFFERENT_LOAD: "the offered rates differ by more than the threshold between the runs (their closed-loop "
+                    "capacities differ; near saturation a few % more load changes latency many-fold): not compared",
+    SATURATED: "at or past the closed-loop capacity, where the queue grows for as long as the run lasts (or does not, "
+               "by a few % of capacity): shown, not judged",
+    ONE_RUN: "one open-loop run on a side: its batch-means interval shows the spread within that run only, and the "
+             "run-to-run noise (the machine's speed moves the knee) is unmeasured, so the cell is shown, not judged "
+             "(the bench runs each rate once; cells with 3 or more runs are judged)",
+}
+
+
+def _held_back(row: dict[str, Any], batched: bool, s: Settings) -> str | None:
+    """The verdict of an open-loop cell that is not judged (HELD_BACK), or None for a cell that is."""
+    off_a, off_b = row["offered_a_rps"], row["offered_b_rps"]
+    if math.isfinite(off_a) and math.isfinite(off_b) and off_a > 0 and abs(off_b / off_a - 1) * 100 > s.threshold_pct:
+        return DIFFERENT_LOAD
+    if row["load"] == "rate %" and row["level"] >= 100:
+        return SATURATED
+    if batched:
+        return ONE_RUN
+    return None
+
+
 def compare(a: Results, b: Results, s: Settings) -> tuple[pd.DataFrame, list[str]]:
     """The table of every cell both runs have, and notes. Raises Incomparable when they measured different things."""
     reasons, notes = comparability(a, b, s.common_cells)
@@ -327,7 +351,8 @@ def compare(a: Results, b: Results, s: Settings) -> tuple[pd.DataFrame, list[str
     if reasons:
         raise Incomparable(reasons)
     machine = _machine(a, b, s, notes)
-    rows, saturated = [], []
+    rows: list[dict[str, Any]] = []
+    held_back: dict[str, list[str]] = {}
     for i, key in enumerate(k for k in cells_a if k in cells_b):
         a_x, b_x = cells_a[key], cells_b[key]
         platform, kind, level = key
@@ -344,23 +369,15 @@ def compare(a: Results, b: Results, s: Settings) -> tuple[pd.DataFrame, list[str
             row.update(compare_cell(a_x, b_x, s, s.seed + i, machine))
             if batched and row["test"].startswith("welch"):
                 row["test"] = BATCH_MEANS
-        off_a, off_b = row["offered_a_rps"], row["offered_b_rps"]
-        if (math.isfinite(off_a) and math.isfinite(off_b) and off_a > 0
-                and abs(off_b / off_a - 1) * 100 > s.threshold_pct):
-            # the same share of each run's own closed-loop capacity, but not the same load: near saturation a few
-            # % more offered load changes latency many-fold, so the difference says nothing about the platform
-            row["verdict"] = DIFFERENT_LOAD
-            notes.append(f"{_cell(row)}: offered {off_a:.1f} req/s in A but {off_b:.1f} in B (their closed-loop "
-                         f"capacities differ by more than {s.threshold_pct:g} %): not compared")
-        elif kind == "rate %" and level >= 100:
-            # at or past capacity the queue grows for as long as the run lasts, or not, by a few % of capacity
-            # either way: the latency measures the run's length and that margin, not the platform
-            row["verdict"] = SATURATED
-            saturated.append(_cell(row))
+        held = _held_back(row, batched, s)
+        if held:
+            row["verdict"] = held
+            held_back.setdefault(held, []).append(
+                _cell(row) + (f" (A {row['offered_a_rps']:.1f}, B {row['offered_b_rps']:.1f} req/s)"
+                              if held == DIFFERENT_LOAD else ""))
         rows.append(row)
-    if saturated:
-        notes.append(f"{', '.join(saturated)}: at or past the closed-loop capacity, where the queue grows for as long "
-                     "as the run lasts (or does not, by a few % of capacity): shown, not judged")
+    for held, cells in held_back.items():
+        notes.append(f"{', '.join(cells)}: {HELD_BACK[held]}")
     missing = [k for k in cells_a if k not in cells_b] + [k for k in cells_b if k not in cells_a]
     if missing:  # a cell only one run has (--common-cells), or whose every run aborted in one of them
         notes.append("cells only one run has served requests for, not compared: "
@@ -398,7 +415,7 @@ def figure(table: pd.DataFrame, s: Settings, path: Path, platforms: list[str]) -
     if not len(d):
         return None
     colors = {"slower": "#d62728", "faster": "#2ca02c", "same": "#555555", DIFFERENT_LOAD: "#bbbbbb",
-              SATURATED: "#e3b778"}
+              SATURATED: "#e3b778", ONE_RUN: "#9ecae1"}
     fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(d) + 2), 4.5))
     x = np.arange(len(d))
     for xi, (_, r) in zip(x, d.iterrows(), strict=True):
@@ -406,7 +423,7 @@ def figure(table: pd.DataFrame, s: Settings, path: Path, platforms: list[str]) -
         ax.errorbar(xi, r["mean_diff_pct"], yerr=err, fmt="o", capsize=4, color=colors[r["verdict"]])
     # the axis fits the judged cells; a saturated or different-load cell far outside is cut at the edge, its
     # value written there, so it does not flatten every other interval
-    judged = d[~d["verdict"].isin([SATURATED, DIFFERENT_LOAD])]
+    judged = d[~d["verdict"].isin(list(HELD_BACK))]
     if len(judged):
         lo = min(float(judged["mean_diff_pct_ci_low"].min()), -2 * s.threshold_pct)
         hi = max(float(judged["mean_diff_pct_ci_high"].max()), 2 * s.threshold_pct)
@@ -462,7 +479,7 @@ def write(a: Results, b: Results, table: pd.DataFrame, notes: list[str], s: Sett
                      f"**Threshold** {s.threshold_pct:g} % of A's mean; test alpha {s.alpha:g}; "
                      f"{s.resamples} bootstrap resamples, seed {s.seed}",
                      "**Verdicts**: " + ", ".join(f"{counts.get(v, 0)} {v}"
-                                   for v in ("slower", "same", "faster", DIFFERENT_LOAD, SATURATED))]),
+                                   for v in ("slower", "same", "faster", *HELD_BACK))]),
         doc.Heading("Per cell"),
         doc.Table(*doc._rows(table, [
             ("cell", _cell),

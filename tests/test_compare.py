@@ -251,27 +251,41 @@ def test_a_different_model_cannot_be_compared(run_a: Path, tmp_path: Path,
 
 
 def test_open_loop_cells_are_compared_per_offered_rate(run_a: Path, tmp_path: Path) -> None:
-    """Folders with the open-loop tables get one more cell per platform and rate (here: 90 % of capacity)."""
+    """Folders with the open-loop tables get one more cell per platform and rate (here: 90 % of capacity). With three
+    runs per rate on each side the cell is judged; with one run its run-to-run noise is unmeasured and it is shown,
+    not judged; a different offered rate is 'different load'."""
     rng = np.random.default_rng(0)
 
-    def with_rates(name: str, factor: float, offered: float = 100.0) -> Path:
+    def with_rates(name: str, factor: float, offered: float = 100.0, runs: int = 3) -> Path:
         folder = shutil.copytree(run_a, tmp_path / name)
-        latency = rng.lognormal(np.log(50), 0.2, 800) * factor
-        run = {"run_key": "rate-container-90pct", "experiment": "rate", "platform": "container",
-               "capacity_pct": 90, "offered_rps": offered, "scheduled": 800, "dropped": 0, "served": 800, "errors": 0,
-               "valid": 1, "outcome": "ok"}
-        pd.DataFrame([run]).reindex(columns=schema.RATE_RUNS.names).to_csv(folder / "rate_runs.csv", index=False)
-        pd.DataFrame({"run_key": run["run_key"], "platform": "container", "seq": np.arange(1, 801),
-                      "scheduled_s": np.arange(800) / 100, "latency_ms": latency, "status": 200,
-                      "outcome": "served", "served": 1}).reindex(columns=schema.RATE_REQUESTS.names).to_csv(
-            folder / "rate_requests.csv", index=False)
+        run_rows, request_frames = [], []
+        for k in range(1, runs + 1):
+            latency = rng.lognormal(np.log(50), 0.2, 800) * factor * rng.lognormal(0, 0.03)
+            key = f"rate-container-90pct-{k}"
+            run_rows.append({"run_key": key, "experiment": "rate", "platform": "container", "capacity_pct": 90,
+                             "offered_rps": offered, "scheduled": 800, "dropped": 0, "served": 800, "errors": 0,
+                             "valid": 1, "outcome": "ok"})
+            request_frames.append(pd.DataFrame({
+                "run_key": key, "platform": "container", "seq": np.arange(1, 801), "scheduled_s": np.arange(800) / 100,
+                "latency_ms": latency, "status": 200, "outcome": "served", "served": 1}))
+        pd.DataFrame(run_rows).reindex(columns=schema.RATE_RUNS.names).to_csv(folder / "rate_runs.csv", index=False)
+        pd.concat(request_frames).reindex(columns=schema.RATE_REQUESTS.names).to_csv(folder / "rate_requests.csv",
+                                                                                       index=False)
         return folder
 
     a, b = with_rates("rate-a", 1.0), with_rates("rate-b", 1.5)
     code, table, _ = compare(tmp_path, a, b)
     rate = [r for r in table if r["load"] == "rate %"]
     assert code == 1 and len(rate) == 1 and rate[0]["verdict"] == "slower" and rate[0]["level"] == "90.0"
+    assert rate[0]["test"] == "welch-t over repetition means" and rate[0]["reps_a"] == "3"
     assert {r["verdict"] for r in table if r["load"] == "c"} == {"same"}
+    # one run per side: batch means give an interval, but no verdict
+    a1, b1 = with_rates("rate-a1", 1.0, runs=1), with_rates("rate-b1", 1.5, runs=1)
+    code, table, out = compare(tmp_path, a1, b1)
+    rate = [r for r in table if r["load"] == "rate %"]
+    assert code == 0 and rate[0]["verdict"] == "one run" and rate[0]["test"] == "welch-t over batch means"
+    assert rate[0]["reps_a"] == "5" and float(rate[0]["mean_diff_pct"]) > 40
+    assert "run-to-run noise" in (out / "compare.md").read_text()
     # 90 % of B's own closed-loop capacity was 120 req/s, not A's 100: a different load, not a slower platform
     c = with_rates("rate-c", 1.5, offered=120.0)
     code, table, _ = compare(tmp_path, a, c)
