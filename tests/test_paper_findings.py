@@ -31,37 +31,12 @@ from tests.test_paper_profile import (
     FIXTURES,
     INVENTORY,
     ROOT,
-    VENV_BIN,
-    ansible_env,
     ansible_playbook,
+    inventory_value,
     load_docs,
 )
 
 DOCS = ROOT / "docs" / "paper-profile.md"
-
-
-def inventory_value(expression: str, host: str = "localhost") -> object:
-    """A variable of the paper inventory as Ansible resolves it for host."""
-    result = subprocess.run(
-        [
-            str(VENV_BIN / "ansible"),
-            "-i",
-            str(INVENTORY),
-            host,
-            "-m",
-            "ansible.builtin.debug",
-            "-a",
-            f"msg={{{{ {expression} | to_json }}}}",
-        ],
-        cwd=ROOT,
-        env=ansible_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    payload = json.loads(result.stdout[result.stdout.index("{") :])["msg"]
-    return json.loads(payload) if isinstance(payload, str) else payload
 
 
 def function_container(function: dict) -> dict:

@@ -181,6 +181,30 @@ def ansible_env() -> dict[str, str]:
     }
 
 
+def inventory_value(expression: str, host: str = "localhost") -> object:
+    """A variable of the paper inventory as Ansible resolves it for host."""
+    result = subprocess.run(
+        [
+            str(VENV_BIN / "ansible"),
+            "-i",
+            str(INVENTORY),
+            host,
+            "-m",
+            "ansible.builtin.debug",
+            "-a",
+            f"msg={{{{ {expression} | to_json }}}}",
+        ],
+        cwd=ROOT,
+        env=ansible_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    payload = json.loads(result.stdout[result.stdout.index("{") :])["msg"]
+    return json.loads(payload) if isinstance(payload, str) else payload
+
+
 def ansible_playbook(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(VENV_BIN / "ansible-playbook"), "-i", str(INVENTORY), *args],
@@ -290,26 +314,7 @@ def test_bench_platforms_of_the_paper_inventory_are_valid_bench_config():
     """bench.yml hands these dicts to `python -m analysis.bench init`; its own validation must accept them."""
     from analysis.bench.config import _platform
 
-    result = subprocess.run(
-        [
-            str(VENV_BIN / "ansible"),
-            "-i",
-            str(INVENTORY),
-            "localhost",
-            "-m",
-            "ansible.builtin.debug",
-            "-a",
-            "msg={{ {'function': bench_function_platform, 'container': bench_container_platform} | to_json }}",
-        ],
-        cwd=ROOT,
-        env=ansible_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    payload = json.loads(result.stdout[result.stdout.index("{") :])["msg"]
-    platforms = json.loads(payload) if isinstance(payload, str) else payload
+    platforms = inventory_value("{'function': bench_function_platform, 'container': bench_container_platform}")
     for name, settings in platforms.items():
         platform = _platform(name, settings)
         assert platform.log_source == "kubectl" and platform.kubectl_context in {"kde-kubeless", "kde-kubernetes"}
