@@ -10,6 +10,8 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +75,27 @@ def wheelhouse() -> Path:
     """build/wheelhouse with the serving requirements (downloaded once)."""
     subprocess.run([str(ROOT / "scripts" / "build-wheelhouse.sh"), sys.executable], check=True, timeout=1800)
     return ROOT / "build" / "wheelhouse"
+
+
+FUNCTION_CONTEXT_MODEL = "build/test-function-model"  # inside the build context (.dockerignore lets it through)
+
+
+@pytest.fixture(scope="session")
+def function_image(base_image, wheelhouse, trained_model_dir) -> Iterator[str]:
+    """function/Dockerfile with the session's model baked in, built once by the harness the micro-benchmark's
+    --build uses; removed at the end with --no-prune, so the dependency layers (TensorFlow) stay as build cache."""
+    from analysis.bench.micro_harness import build_image, docker
+
+    context_model = ROOT / FUNCTION_CONTEXT_MODEL
+    shutil.rmtree(context_model, ignore_errors=True)
+    shutil.copytree(trained_model_dir, context_model)
+    tag = f"kde-test-function:{uuid.uuid4().hex[:8]}"
+    try:
+        build_image("function/Dockerfile", tag, base_image, model_dir=FUNCTION_CONTEXT_MODEL)
+        yield tag
+    finally:
+        docker("rmi", "--no-prune", tag, check=False)
+        shutil.rmtree(context_model, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -7,11 +7,9 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ from analysis.bench import payloads
 from analysis.bench.cli import build_parser
 from analysis.bench.micro_app import docker_bytes
 from analysis.bench.micro_function import HEADER, access_stats
-from analysis.bench.micro_harness import build_image, docker
+from analysis.bench.micro_harness import docker
 from tests.fixtures_function import REPO_ROOT, probe_server
 from tests.http_client import free_port, request
 
@@ -30,7 +28,6 @@ FUNCTION_FLAGS = ("--image", "--build", "--base-image", "--backend", "--mode", "
                   "--warmup", "--payload", "--content-type", "--port", "--cpus", "--memory", "--out")
 APP_FLAGS = ("--image", "--url", "--container", "--mount-model", "--model-dir", "--backend", "--env", "--cpus",
              "--memory", "--concurrency", "--requests", "--warmup", "--floor-requests", "--payload", "--out")
-CONTEXT_MODEL = "build/test-function-model"  # inside the build context (.dockerignore lets it through)
 
 
 def bench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -114,21 +111,6 @@ def test_a_missing_payload_is_named(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ Docker
-@pytest.fixture(scope="module")
-def function_image(base_image, wheelhouse, trained_model_dir):
-    """function/Dockerfile with the session's model, built by the harness the benchmark's --build uses."""
-    context_model = REPO_ROOT / CONTEXT_MODEL
-    shutil.rmtree(context_model, ignore_errors=True)
-    shutil.copytree(trained_model_dir, context_model)
-    tag = f"kde-test-function:{uuid.uuid4().hex[:8]}"
-    try:
-        build_image("function/Dockerfile", tag, base_image, model_dir=CONTEXT_MODEL)
-        yield tag
-    finally:
-        docker("rmi", "--no-prune", tag, check=False)  # keep the shared dependency layers as build cache
-        shutil.rmtree(context_model, ignore_errors=True)
-
-
 def left_over(image: str) -> str:
     return docker("ps", "-aq", "--filter", f"ancestor={image}").stdout.strip()
 

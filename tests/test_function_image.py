@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import time
 import uuid
@@ -16,13 +15,12 @@ import uuid
 import pytest
 
 from model.inference import RESULT_JSON_LENGTH
-from tests.fixtures_function import REPO_ROOT, burst, post_image, request
+from tests.fixtures_function import burst, post_image, request
 from tests.http_client import metric, metric_samples
 
 pytestmark = pytest.mark.docker
 
 PREFIX = "kde-test-"
-CONTEXT_MODEL = "build/test-function-model"  # inside the build context (.dockerignore lets it through)
 READY_TIMEOUT_S = 180
 
 
@@ -31,24 +29,6 @@ def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.C
     if check and done.returncode != 0:
         raise RuntimeError(f"docker {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return done
-
-
-@pytest.fixture(scope="module")
-def function_image(base_image, wheelhouse, trained_model_dir):
-    context_model = REPO_ROOT / CONTEXT_MODEL
-    shutil.rmtree(context_model, ignore_errors=True)
-    shutil.copytree(trained_model_dir, context_model)
-    tag = f"{PREFIX}function:{uuid.uuid4().hex[:8]}"
-    try:
-        docker(
-            "build", "-f", "function/Dockerfile", "-t", tag, "--build-arg", f"BASE_IMAGE={base_image}",
-            "--build-arg", f"MODEL_DIR={CONTEXT_MODEL}", str(REPO_ROOT), timeout=1800,
-        )  # fmt: skip
-        yield tag
-    finally:
-        # keep the layers as build cache: they are shared with image/Dockerfile and hold TensorFlow
-        docker("rmi", "--no-prune", tag, check=False)
-        shutil.rmtree(context_model, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
