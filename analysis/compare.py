@@ -44,6 +44,7 @@ import pandas as pd
 from scipy import stats as st
 
 from analysis import report as doc
+from analysis import tables
 from analysis.bench.schema import samples_needed
 from analysis.load import Results, ResultsError, load_results
 
@@ -192,11 +193,7 @@ def batches(runs: Reps) -> Reps:
 def machine_reference(r: Results) -> np.ndarray | None:
     """The reference_ms of the run's concurrency runs (how fast its machine was, before each); None when the run
     recorded fewer than three (runs made before the column existed)."""
-    runs = r.runs
-    if "reference_ms" not in runs.columns:
-        return None
-    ref = pd.to_numeric(runs.loc[runs["experiment"] == "concurrency", "reference_ms"], errors="coerce").dropna()
-    ref = ref[ref > 0].to_numpy(float)
+    ref = tables.reference_ms(r)
     return ref if len(ref) >= 3 else None
 
 

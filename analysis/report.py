@@ -514,10 +514,9 @@ def _autoscale_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[
     ]
 
 
-def _machine_speed(runs: pd.DataFrame) -> str:
+def _machine_speed(results: Results) -> str:
     """One line on how fast the machine itself was over the run (runs.csv reference_ms, analysis/bench/reference.py)."""
-    ref = (pd.to_numeric(runs.loc[runs["experiment"] == "concurrency", "reference_ms"], errors="coerce").dropna()
-           if "reference_ms" in runs.columns else pd.Series(dtype=float))
+    ref = pd.Series(tables.reference_ms(results))
     if len(ref) < 3:
         return "**Machine speed** not recorded (runs made before reference_ms existed)."
     p10, p50, p90 = (float(ref.quantile(q)) for q in (0.1, 0.5, 0.9))
@@ -547,7 +546,7 @@ def _machine_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[st
                      + ("**busy** — " + "; ".join(check["reasons"]) if check["busy"] else "quiet"))
     if not checks:
         items.append("No machine check before the benchmark was recorded (runs made before it existed).")
-    items.append(_machine_speed(results.runs))
+    items.append(_machine_speed(results))
     b.append(Bullets(items))
     machine = t["machine"]
     if len(machine):

@@ -262,6 +262,16 @@ def resources_table(per_run: pd.DataFrame, results: Results) -> pd.DataFrame:
     return _order(pd.DataFrame(rows), results)
 
 
+def reference_ms(results: Results) -> np.ndarray:
+    """The machine-speed probe of every concurrency run (runs.csv reference_ms, analysis/bench/reference.py): the
+    positive values recorded, empty for runs made before the column existed."""
+    runs = results.runs
+    if "reference_ms" not in runs.columns:
+        return np.array([])
+    ref = pd.to_numeric(runs.loc[runs["experiment"] == "concurrency", "reference_ms"], errors="coerce").dropna()
+    return ref[ref > 0].to_numpy(float)
+
+
 COMPETITION = ("load_1m_before", "steal_pct", "load_generator_cpu_pct", "others_cpu_pct", "busy")
 
 
