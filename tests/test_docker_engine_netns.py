@@ -78,3 +78,30 @@ def test_nothing_is_touched_while_the_engine_runs(stale_namespace):
 def test_a_missing_folder_is_not_an_error(tmp_path):
     done = clear(tmp_path / "absent")
     assert done.returncode == 0 and done.stdout == ""
+
+
+def test_a_namespace_a_process_is_still_in_keeps_its_links(tmp_path):
+    """Only dead namespaces lose their links: a container process that outlived its engine keeps its network."""
+    folder = tmp_path / "netns"
+    folder.mkdir()
+    ns = folder / uuid.uuid4().hex[:12]
+    ns.touch()
+    host_end = f"kdevt{uuid.uuid4().hex[:8]}"
+    ready = tmp_path / "ready"
+    holder = subprocess.Popen(["unshare", f"--net={ns}", "sh", "-c", f"touch {ready}; exec sleep 30"])
+    try:
+        for _ in range(100):
+            if ready.exists():
+                break
+            subprocess.run(["sleep", "0.05"], check=True)
+        subprocess.run(["nsenter", f"--net={ns}", "ip", "link", "add", "eth0", "type", "veth", "peer", "name",
+                        host_end, "netns", "1"], check=True)
+        done = clear(folder)
+        assert done.returncode == 0, done.stderr
+        assert link_exists(host_end)  # the live namespace's veth was not deleted
+    finally:
+        holder.kill()
+        holder.wait()
+        if mounted(ns):
+            subprocess.run(["umount", "-l", str(ns)], check=False)
+        subprocess.run(["ip", "link", "del", host_end], capture_output=True, check=False)
