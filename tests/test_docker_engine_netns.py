@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -28,23 +29,39 @@ def link_exists(name: str) -> bool:
     return subprocess.run(["ip", "link", "show", name], capture_output=True).returncode == 0
 
 
+def new_namespace_file(folder: Path) -> Path:
+    folder.mkdir(exist_ok=True)
+    ns = folder / uuid.uuid4().hex[:12]
+    ns.touch()
+    return ns
+
+
+def add_veth(ns: Path) -> str:
+    """A veth pair as dockerd makes one: eth0 inside the namespace, the other end on the host; returns the host end."""
+    host_end = f"kdevt{uuid.uuid4().hex[:8]}"
+    subprocess.run(["nsenter", f"--net={ns}", "ip", "link", "add", "eth0", "type", "veth", "peer", "name", host_end,
+                    "netns", "1"], check=True)
+    return host_end
+
+
+def remove(ns: Path, host_end: str | None) -> None:
+    if mounted(ns):
+        subprocess.run(["umount", "-l", str(ns)], check=False)
+    if host_end:
+        subprocess.run(["ip", "link", "del", host_end], capture_output=True, check=False)
+
+
 @pytest.fixture
 def stale_namespace(tmp_path):
     """A folder like /run/docker/netns holding one dead container's namespace, its veth's host end on the host."""
     folder = tmp_path / "netns"
-    folder.mkdir()
-    ns = folder / uuid.uuid4().hex[:12]
-    ns.touch()
-    host_end = f"kdevt{uuid.uuid4().hex[:8]}"
+    ns = new_namespace_file(folder)
     subprocess.run(["unshare", f"--net={ns}", "true"], check=True)  # the namespace outlives its process
-    subprocess.run(["nsenter", f"--net={ns}", "ip", "link", "add", "eth0", "type", "veth", "peer", "name", host_end,
-                    "netns", "1"], check=True)
+    host_end = add_veth(ns)
     try:
         yield folder, ns, host_end
     finally:
-        if mounted(ns):
-            subprocess.run(["umount", "-l", str(ns)], check=False)
-        subprocess.run(["ip", "link", "del", host_end], capture_output=True, check=False)
+        remove(ns, host_end)
 
 
 def clear(folder: Path, engine: str = "kde-no-such-engine") -> subprocess.CompletedProcess:
@@ -83,25 +100,20 @@ def test_a_missing_folder_is_not_an_error(tmp_path):
 def test_a_namespace_a_process_is_still_in_keeps_its_links(tmp_path):
     """Only dead namespaces lose their links: a container process that outlived its engine keeps its network."""
     folder = tmp_path / "netns"
-    folder.mkdir()
-    ns = folder / uuid.uuid4().hex[:12]
-    ns.touch()
-    host_end = f"kdevt{uuid.uuid4().hex[:8]}"
+    ns = new_namespace_file(folder)
     ready = tmp_path / "ready"
     holder = subprocess.Popen(["unshare", f"--net={ns}", "sh", "-c", f"touch {ready}; exec sleep 30"])
+    host_end = None
     try:
         for _ in range(100):
             if ready.exists():
                 break
-            subprocess.run(["sleep", "0.05"], check=True)
-        subprocess.run(["nsenter", f"--net={ns}", "ip", "link", "add", "eth0", "type", "veth", "peer", "name",
-                        host_end, "netns", "1"], check=True)
+            time.sleep(0.05)
+        host_end = add_veth(ns)
         done = clear(folder)
         assert done.returncode == 0, done.stderr
         assert link_exists(host_end)  # the live namespace's veth was not deleted
     finally:
         holder.kill()
         holder.wait()
-        if mounted(ns):
-            subprocess.run(["umount", "-l", str(ns)], check=False)
-        subprocess.run(["ip", "link", "del", host_end], capture_output=True, check=False)
+        remove(ns, host_end)
