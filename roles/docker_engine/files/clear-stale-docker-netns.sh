@@ -32,12 +32,12 @@ in_use() {
 }
 for ns in "$dir"/*; do
   [ -e "$ns" ] || continue
-  if grep -q " $ns nsfs " /proc/mounts 2>/dev/null && ! in_use "$ns"; then
-    for link in $(nsenter --net="$ns" ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
-      [ "$link" = lo ] || nsenter --net="$ns" ip link del "$link" 2>/dev/null || true
-    done
-  fi
   if grep -q " $ns nsfs " /proc/mounts 2>/dev/null; then
+    if ! in_use "$ns"; then
+      for link in $(nsenter --net="$ns" ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
+        [ "$link" = lo ] || nsenter --net="$ns" ip link del "$link" 2>/dev/null || true
+      done
+    fi
     umount "$ns" 2>/dev/null || umount -l "$ns" 2>/dev/null || {
       echo "clear-stale-docker-netns: cannot unmount $ns" >&2; continue; }
   fi
