@@ -81,7 +81,8 @@ class Plan:
     stop_after: int | None = None  # number of ab runs (warm-up included) after which the bench "died"
 
 
-def _request_times(rng: np.random.Generator, m: PlatformModel, c: int, n: int, cores: int) -> dict[str, np.ndarray]:
+def _request_times(rng: np.random.Generator, m: PlatformModel, c: int, n: int, cores: int,
+                   rep_jitter: float = 0.0) -> dict[str, np.ndarray]:
     service = m.runtime_ms + m.prediction_ms
     # Closed-loop ab keeps c requests in flight on `cores` CPUs: each takes ~c/cores services in all. Up to
     # `workers` of them share the CPUs inside the server (its timer runs); the rest wait in the accept queue
@@ -97,8 +98,12 @@ def _request_times(rng: np.random.Generator, m: PlatformModel, c: int, n: int, c
     if m.syn_outliers_from_c is not None and c >= m.syn_outliers_from_c:
         syn[rng.choice(n, size=max(1, n // 50), replace=False)] = 1000.0  # SYN retransmit after a full backlog
     network += syn
+    connect_raw = m.network_ms * 0.3 * noise + syn
+    if rep_jitter:  # one factor for the whole run: the machine's drift its requests share (Plan.rep_jitter)
+        f = float(rng.lognormal(0.0, rep_jitter))
+        server, prediction, network, connect_raw = server * f, prediction * f, network * f, connect_raw * f
     total = np.rint(server + network)
-    connect = np.minimum(np.rint(m.network_ms * 0.3 * noise + syn), total)
+    connect = np.minimum(np.rint(connect_raw), total)
     processing = total - connect
     wait = np.maximum(processing - 1, 0)
     return {"total": total, "connect": connect, "processing": processing, "wait": wait, "server": server,
@@ -153,14 +158,7 @@ def _ab_run(rng: np.random.Generator, plan: Plan, experiment: str, p: str, c: in
     """One ab run: its runs.csv row, its rows of the per-request tables, and how long it took."""
     m = MODELS[p]
     fault = plan.faults.get((p, c, rep), Fault())
-    t = _request_times(rng, m, c, n, plan.cores)
-    if plan.rep_jitter:
-        f = float(rng.lognormal(0.0, plan.rep_jitter))
-        t = {k: v * f for k, v in t.items()}
-        t["total"] = np.rint(t["total"])
-        t["connect"] = np.minimum(np.rint(t["connect"]), t["total"])
-        t["processing"] = t["total"] - t["connect"]
-        t["wait"] = np.maximum(t["processing"] - 1, 0)
+    t = _request_times(rng, m, c, n, plan.cores, plan.rep_jitter)
     key = f"{experiment}-{p}-c{c}-r{rep}"
     total = t["total"]
     order_idx = np.argsort(total, kind="stable")  # ab -g rows are sorted by ttime
