@@ -26,20 +26,16 @@ def rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def served_by_cell(folder: Path) -> dict[tuple[str, int], np.ndarray]:
-    out: dict[tuple[str, int], list[float]] = defaultdict(list)
-    for r in rows(folder / "requests.csv"):
-        if r["experiment"] == "concurrency" and r["served"] == "1":
-            out[(r["platform"], int(r["concurrency"]))].append(float(r["total_ms"]))
-    return {k: np.array(v) for k, v in out.items()}
-
-
 def served_by_repetition(folder: Path) -> dict[tuple[str, int], list[np.ndarray]]:
     out: dict[tuple[str, int], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in rows(folder / "requests.csv"):
         if r["experiment"] == "concurrency" and r["served"] == "1":
             out[(r["platform"], int(r["concurrency"]))][r["run_key"]].append(float(r["total_ms"]))
     return {k: [np.array(v[key]) for key in sorted(v)] for k, v in out.items()}
+
+
+def served_by_cell(folder: Path) -> dict[tuple[str, int], np.ndarray]:
+    return {k: np.concatenate(reps) for k, reps in served_by_repetition(folder).items()}
 
 
 def welch_p_slower(a: list[np.ndarray], b: list[np.ndarray]) -> float:
