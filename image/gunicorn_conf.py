@@ -45,10 +45,20 @@ control_socket_disable = True  # no runtime management socket: nothing in a cont
 
 
 def on_starting(server) -> None:
-    """Start from empty metric and readiness folders: stale files of an earlier run would be summed in."""
+    """Start from empty metric and readiness folders (stale files of an earlier run would be summed in), and check
+    the model files once, here, before any worker forks: a missing file is then reported by every worker alike."""
     for folder in (Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]), _runtime / "ready"):
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
+    from model.inference import DEFAULT_BACKEND, ModelNotFound, check_model_files  # no TensorFlow import
+
+    settings.model_failure_file().unlink(missing_ok=True)
+    model_dir = Path(os.environ.get("MODEL_DIR", "/model"))
+    try:
+        check_model_files(model_dir, os.environ.get("MODEL_BACKEND", DEFAULT_BACKEND))
+    except (ModelNotFound, ValueError) as exc:
+        settings.record_model_failure(f"{type(exc).__name__}: {exc}")
+        server.log.error("the model cannot load, every worker will report it: %s", exc)
     server.log.info(
         "model server: %d sync workers, backlog %d, timeout %d s, graceful timeout %d s, runtime dir %s",
         server.cfg.workers,

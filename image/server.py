@@ -2,7 +2,10 @@
 
 Run it under gunicorn with `image.gunicorn_conf` (the Dockerfile's CMD). Each worker process loads its own
 model in a background thread right after it starts, so /healthz and /readyz answer at once while the model
-loads; /readyz turns 200 only when every worker has loaded the model and run its warm-up predictions.
+loads; /readyz turns 200 only when every worker has loaded the model and run its warm-up predictions. A model
+that cannot load is one fact for the whole server, not one per worker: the gunicorn master checks the model files
+before it forks, and a worker whose load fails records why, in a file all workers read (`model-failed` in the
+runtime folder), so every worker's /healthz and /readyz give the same answer.
 Decoding, preprocessing, prediction and the response body all come from the shared inference core
 (`model.inference`); this module only speaks HTTP.
 """
@@ -95,6 +98,10 @@ class ModelState:
         with self._start_lock:
             if self.status != "idle":
                 return
+            known = settings.shared_model_failure()
+            if known is not None:  # the master (or another worker) already found the model unloadable
+                self.error, self.status = known, "failed"
+                return
             self.status = "loading"
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
 
@@ -111,6 +118,7 @@ class ModelState:
         except Exception as exc:  # any failure here is a deployment error: report it, stay unready
             self.error = f"{type(exc).__name__}: {exc}"
             self.status = "failed"
+            settings.record_model_failure(self.error)
             log.exception("worker %d could not load the model (MODEL_DIR=%s)", os.getpid(), os.environ.get("MODEL_DIR"))
             return
         self.load_seconds = time.perf_counter() - started
@@ -128,10 +136,17 @@ class ModelState:
             self.load_seconds,
         )
 
+    def failure(self) -> str | None:
+        """Why the server's model cannot load: this worker's own error, or the one another process recorded."""
+        if self.status == "failed":
+            return self.error
+        return None if self.status == "ready" else settings.shared_model_failure()
+
     def require_ready(self) -> Predictor:
         if self.status != "ready" or self.predictor is None:
-            if self.status == "failed":
-                raise ModelNotReady(f"the model failed to load: {self.error}")
+            failure = self.failure()
+            if failure is not None:
+                raise ModelNotReady(f"the model failed to load: {failure}")
             raise ModelNotReady("the model is still loading; retry in a second")
         return self.predictor
 
@@ -267,18 +282,22 @@ def _predict_response(environ: dict[str, Any]) -> tuple[int, str, list[tuple[str
 
 
 def _healthz(start_response: StartResponse) -> list[bytes]:
-    if MODEL.status == "failed":
-        return _json_response(start_response, 500, json.dumps({"status": "failed", "error": MODEL.error}))
+    failure = MODEL.failure()
+    if failure is not None:
+        return _json_response(start_response, 500, json.dumps({"status": "failed", "error": failure}))
     return _json_response(start_response, 200, json.dumps({"status": "ok", "model": MODEL.status}))
 
 
 def _readyz(start_response: StartResponse) -> list[bytes]:
     expected = int(os.environ.get("IMAGE_EXPECTED_WORKERS", "1"))
     ready = workers_ready()
-    ok = ready >= expected and MODEL.status == "ready"
-    payload = {"ready": ok, "workers_ready": ready, "workers": expected, "worker_model": MODEL.status}
-    if MODEL.error:
-        payload["error"] = MODEL.error
+    failure = MODEL.failure()
+    ok = failure is None and ready >= expected and MODEL.status == "ready"
+    # A failure is the server's, not this worker's: every worker then reports the same state and error.
+    state = "failed" if failure is not None else MODEL.status
+    payload = {"ready": ok, "workers_ready": ready, "workers": expected, "worker_model": state}
+    if failure is not None:
+        payload["error"] = failure
     return _json_response(start_response, 200 if ok else 503, json.dumps(payload))
 
 

@@ -111,3 +111,25 @@ def runtime_dir() -> Path:
     """Scratch folder shared by the master and its workers (Prometheus files, readiness markers)."""
     raw = os.environ.get("IMAGE_RUNTIME_DIR", "").strip()
     return Path(raw) if raw else Path(tempfile.gettempdir()) / f"kde-image-{os.getpid()}"
+
+
+def model_failure_file() -> Path:
+    """Where the first process of a server that finds the model unloadable writes why (see image.server)."""
+    return runtime_dir() / "model-failed"
+
+
+def shared_model_failure() -> str | None:
+    """The load failure a process of this server recorded, if any."""
+    try:
+        return model_failure_file().read_text()
+    except FileNotFoundError:
+        return None
+
+
+def record_model_failure(error: str) -> None:
+    """Publish a load failure to every worker at once (written aside, then renamed: readers see all or nothing)."""
+    target = model_failure_file()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = target.with_name(f".{target.name}.{os.getpid()}")
+    scratch.write_text(error)
+    os.replace(scratch, target)

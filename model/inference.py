@@ -217,6 +217,22 @@ def read_labels(model_dir: Path) -> tuple[list[str], int]:
     return list(meta["labels"]), int(meta["image_size"])
 
 
+def check_model_files(model_dir: Path, backend: str) -> tuple[list[str], int, Path]:
+    """The labels, input size and weights path of the model in `model_dir`, or ModelNotFound naming the missing
+    file. Cheap and TensorFlow-free: a server's parent process runs it before it forks its workers, so that
+    every worker reports the same missing file."""
+    labels, image_size = read_labels(model_dir)
+    weights = model_dir / (MODEL_FILE if backend == "keras" else LITERT_FILE)
+    if not weights.is_file():
+        hint = (
+            f"python -m model train --out {model_dir}"
+            if backend == "keras"
+            else f"python -m model export --model {model_dir / MODEL_FILE} --format litert"
+        )
+        raise ModelNotFound(f"{weights} is missing for backend {backend!r}; create it with: {hint}")
+    return labels, image_size, weights
+
+
 class Predictor:
     """A loaded model behind one backend. `predict_bytes` is all a server needs."""
 
@@ -233,15 +249,7 @@ class Predictor:
         self.backend = backend
         self.fork_safe = fork_safe
         self.max_pixels = max_pixels
-        labels, image_size = read_labels(self.model_dir)
-        weights = self.model_dir / (MODEL_FILE if backend == "keras" else LITERT_FILE)
-        if not weights.is_file():
-            hint = (
-                f"python -m model train --out {self.model_dir}"
-                if backend == "keras"
-                else f"python -m model export --model {self.model_dir / MODEL_FILE} --format litert"
-            )
-            raise ModelNotFound(f"{weights} is missing for backend {backend!r}; create it with: {hint}")
+        labels, image_size, weights = check_model_files(self.model_dir, backend)
         self.info = ModelInfo(labels=labels, image_size=image_size, sha256=file_sha256(weights))
         self._run = self._load_keras(weights) if backend == "keras" else self._load_litert(weights)
 

@@ -10,7 +10,6 @@ trained_model_dir, sample_jpegs, docker_engine, base_image, wheelhouse). Test mo
 from __future__ import annotations
 
 import contextlib
-import http.client
 import io
 import json
 import os
@@ -18,16 +17,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from tests.http_client import Response, free_port, request  # re-exported
+from tests.http_client import Response, free_port, request, wait_for, wait_for_response  # noqa: F401 - re-exported
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 180  # TensorFlow import + model load + warm-up, on 2 cores shared with other suites
@@ -37,16 +35,6 @@ TEST_PREFIX = "kde-test-"
 # ------------------------------------------------------------------------------------------------ HTTP
 def predict(base_url: str, data: bytes, content_type: str | None = "image/jpeg", **kwargs) -> Response:
     return request(base_url, "POST", "/predict", data, {"Content-Type": content_type} if content_type else {}, **kwargs)
-
-
-def wait_for(check: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, http.client.HTTPException):
-            if check():
-                return
-        time.sleep(poll_s)
-    raise TimeoutError(f"{what} did not happen within {timeout_s} s")
 
 
 def png_of(jpeg: bytes) -> bytes:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -57,3 +60,26 @@ def metric_samples(base_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]
 
 def metric(samples: dict, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def wait_for(check: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            if check():
+                return
+        time.sleep(poll_s)
+    raise TimeoutError(f"{what} did not happen within {timeout_s} s")
+
+
+def wait_for_response(fetch: Callable[[], Response], accept: Callable[[Response], bool], timeout_s: float, what: str):
+    """Poll `fetch` until a response passes `accept`, and return that response: a test asserts on the answer it
+    waited for, not on a second request that may meet another worker or another moment."""
+    seen: list[Response] = []
+
+    def check() -> bool:
+        seen.append(fetch())
+        return accept(seen[-1])
+
+    wait_for(check, timeout_s, what)
+    return seen[-1]

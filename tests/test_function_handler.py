@@ -22,7 +22,7 @@ from tests.fixtures_function import (
     post_image,
     request,
 )
-from tests.http_client import metric, metric_samples
+from tests.http_client import metric, metric_samples, wait_for
 
 BODY_LIMIT = 150_000  # MAX_BODY_BYTES for the keras server, so the function's own 413 is cheap to reach
 REGRESSION_REQUESTS = 200
@@ -188,8 +188,12 @@ def test_the_benchmark_reads_statuses_and_prediction_times_from_the_runtime_log(
     start = len(keras_faithful.stdout().splitlines())
     predictions = [post_image(keras_faithful.url, jpeg).json()["prediction_ms"] for _ in range(2)]
     assert post_image(keras_faithful.url, jpeg, "text/plain").status == 415
-    time.sleep(0.5)
-    lines = keras_faithful.stdout().splitlines()[start:]
+
+    def new_lines() -> list[str]:
+        return keras_faithful.stdout().splitlines()[start:]
+
+    wait_for(lambda: len(access_stats(new_lines())[1]) >= 3, 10, "the three access lines on the runtime's stdout")
+    lines = new_lines()
     statuses, server_ms = access_stats(lines)
     assert statuses == {"200": 2, "415": 1}
     assert len(server_ms) == 3 and all(ms > 0 for ms in server_ms)

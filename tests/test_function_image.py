@@ -16,7 +16,7 @@ import pytest
 
 from model.inference import RESULT_JSON_LENGTH
 from tests.fixtures_function import burst, post_image, request
-from tests.http_client import metric, metric_samples
+from tests.http_client import metric, metric_samples, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -85,7 +85,7 @@ def test_the_container_serves_predictions_as_uid_1000(container, sample_jpegs):
 def test_the_container_logs_predictions_and_requests_on_stdout(container, sample_jpegs):
     name, url = container
     expected = post_image(url, sample_jpegs["menu"]).json()
-    time.sleep(0.5)
+    wait_for(lambda: '"POST / HTTP/1.1" 200' in docker("logs", name).stdout, 10, "the access line in docker logs")
     stdout = docker("logs", name).stdout
     records = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
     assert any(r["platform"] == "function" and r["prediction_ms"] == expected["prediction_ms"] for r in records)

@@ -19,6 +19,7 @@ from tests.fixtures_image import (
     request,
     run_container,
     wait_for,
+    wait_for_response,
 )
 
 pytest_plugins = ["tests.fixtures_image"]  # app_image, payload_jpeg
@@ -33,8 +34,10 @@ def readyz(url: str) -> int:
 
 def test_image_serves_a_prediction_in_a_capped_container(app_image, payload_jpeg):
     with run_container(app_image, "--read-only", "--tmpfs", "/tmp") as container:
-        wait_for(lambda: readyz(container.url) == 200, READY_TIMEOUT_S, "the container's /readyz")
-        ready = request(container.url, "GET", "/readyz").json()
+        ready = wait_for_response(
+            lambda: request(container.url, "GET", "/readyz", timeout=3), lambda r: r.status == 200, READY_TIMEOUT_S,
+            "the container's /readyz"
+        ).json()
         resp = predict(container.url, payload_jpeg)
         metrics = request(container.url, "GET", "/metrics").body.decode()
         wait_for(lambda: container.inspect()["State"]["Health"]["Status"] == "healthy", 60, "HEALTHCHECK healthy")
@@ -63,10 +66,12 @@ def test_image_without_a_model_serves_a_mounted_one(app_image, base_image, train
     build_image(tag, base_image, "image/model-mount")  # every layer but the last comes from the cache
     try:
         with run_container(tag) as bare:
-            wait_for(lambda: request(bare.url, "GET", "/healthz").status == 500, READY_TIMEOUT_S, "/healthz 500")
-            health = request(bare.url, "GET", "/healthz").json()
-            assert readyz(bare.url) == 503
+            health = wait_for_response(
+                lambda: request(bare.url, "GET", "/healthz"), lambda r: r.status == 500, READY_TIMEOUT_S, "/healthz 500"
+            ).json()
+            ready = [readyz(bare.url) for _ in range(10)]  # every worker: the master checked the files before forking
         assert "/model/labels.json is missing" in health["error"]
+        assert ready == [503] * 10
         with run_container(tag, "-v", f"{trained_model_dir}:/model:ro") as mounted:
             wait_for(lambda: readyz(mounted.url) == 200, READY_TIMEOUT_S, "the container's /readyz")
             resp = predict(mounted.url, payload_jpeg)

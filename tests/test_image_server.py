@@ -24,6 +24,7 @@ from tests.fixtures_image import (
     prediction_lines,
     request,
     wait_for,
+    wait_for_response,
 )
 from tests.http_client import metric, metric_samples
 
@@ -187,18 +188,51 @@ def test_not_ready_until_the_model_is_loaded(tmp_path, trained_model_dir, payloa
     assert late_predict.status == 200
 
 
-def test_a_model_that_cannot_load_is_reported(tmp_path):
+def _answers(server, path: str, count: int) -> set[tuple[int, bytes]]:
+    """Status and body of `count` requests to `path`, each on a new connection (so the kernel hands them to
+    whichever worker accepts first)."""
+    return {(resp.status, resp.body) for resp in (server.get(path) for _ in range(count))}
+
+
+def _booted(server) -> int:
+    return sum("Booting worker with pid" in line for line in server.stderr().splitlines())
+
+
+def test_a_missing_model_gets_one_answer_from_every_worker(tmp_path):
+    """The master checks the model files before it forks: from the first request on, every worker says the same."""
     missing = tmp_path / "no-model"
     missing.mkdir()
-    with gunicorn_server(tmp_path, missing, ready=False, WORKERS="1", MODEL_BACKEND="litert") as server:
+    # keras: a worker left to find out by itself would first spend seconds importing TensorFlow, answering "loading"
+    with gunicorn_server(tmp_path, missing, ready=False, WORKERS="4", MODEL_BACKEND="keras") as server:
         server.wait_listening()
-        wait_for(lambda: server.get("/healthz").status == 500, 60, "/healthz reporting the failure")
-        health = server.get("/healthz").json()
-        ready = server.get("/readyz")
+        wait_for(lambda: _booted(server) == 4, 60, "4 workers booted")  # so that 20 requests can meet all of them
+        health = _answers(server, "/healthz", 20)
+        ready = _answers(server, "/readyz", 20)
         resp = predict(server.url, b"\xff\xd8")
-    assert "labels.json is missing" in health["error"]
-    assert ready.status == 503 and "labels.json" in ready.json()["error"]
+    ((health_status, health_body),) = health  # one answer, not one per worker
+    assert len(ready) == 1, ready
+    ((ready_status, ready_body),) = ready
+    expected = f"{missing}/labels.json is missing"
+    assert health_status == 500 and expected in json.loads(health_body)["error"]
+    assert ready_status == 503 and expected in json.loads(ready_body)["error"]
+    assert json.loads(ready_body)["ready"] is False
     assert resp.status == 503 and "failed to load" in resp.json()["message"]
+
+
+def test_a_model_that_fails_to_load_in_a_worker_is_reported_by_all(tmp_path, trained_model_dir):
+    """Files present but unreadable: the master's check passes, the first worker whose load fails tells the others."""
+    broken = tmp_path / "broken-model"
+    shutil.copytree(trained_model_dir, broken)
+    (broken / "model.keras").write_bytes(b"not a keras archive")
+    with gunicorn_server(tmp_path, broken, ready=False, WORKERS="3", MODEL_BACKEND="keras") as server:
+        server.wait_listening()
+        first = wait_for_response(lambda: server.get("/healthz"), lambda r: r.status == 500, 60, "/healthz 500")
+        health = _answers(server, "/healthz", 20)
+        ready = _answers(server, "/readyz", 20)
+    assert health == {(first.status, first.body)}, health
+    assert len(ready) == 1, ready
+    ((ready_status, ready_body),) = ready
+    assert ready_status == 503 and json.loads(ready_body)["error"] == first.json()["error"]
 
 
 def test_sigterm_lets_the_in_flight_request_finish(tmp_path, trained_model_dir, payload_jpeg):

@@ -22,7 +22,7 @@ import yaml
 
 from analysis.bench import layers
 from tests.fixtures_function import REPO_ROOT, function_server, photo, request
-from tests.http_client import free_port
+from tests.http_client import free_port, wait_for
 
 ROLE = REPO_ROOT / "roles" / "local_ingress"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -118,7 +118,7 @@ def test_a_photo_through_the_ingress_is_predicted_by_the_function(stack, sample_
     assert resp.json()["label"] in ("food", "drink", "menu", "inside", "outside")
     assert resp.headers.get("server", "").startswith("nginx")
     # the rewrite sent it to the runtime's "/" (alpha.8 serves only "/"), over HTTP/1.1 with Connection: close
-    time.sleep(0.3)
+    wait_for(lambda: stack["runtime"].stdout().count('"POST / ') > before, 10, "the runtime's access line")
     assert stack["runtime"].stdout().count('"POST / HTTP/1.1" 200') >= 1
     assert stack["runtime"].stdout().count('"POST / ') == before + 1
     line = _access_lines(stack["folder"])[-1]
@@ -161,7 +161,7 @@ def test_a_body_just_under_the_limit_reaches_the_function(stack, tmp_path) -> No
     body = photo() + b"\0" * (MiB - len(photo()) - 1024)
     resp = request(stack["url"], "POST", "/predict", body, {"Content-Type": "image/jpeg"})
     assert resp.status == 200, resp.body[:300]  # a JPEG with trailing bytes still decodes
-    time.sleep(0.3)
+    wait_for(lambda: '"POST / ' in stack["runtime"].stdout()[len(runtime_before):], 10, "the runtime's access line")
     new = stack["runtime"].stdout()[len(runtime_before):]
     (tmp_path / "server.log").write_text(new)
     layer, _ = layers.who_answered(resp.status, resp.body, resp.headers.get("Server"), tmp_path)
