@@ -40,9 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True, help="the training photo folder")
     p.add_argument("params", nargs="*", help="training parameters to fold into the hash (e.g. epochs=10)")
 
-    p = sub.add_parser("export", help="export model.keras to LiteRT and check top-1 agreement with Keras")
+    p = sub.add_parser("export", help="export model.keras to LiteRT (checking top-1 agreement) or to HDF5")
     p.add_argument("--model", type=Path, required=True, help="path to model.keras (labels.json beside it)")
-    p.add_argument("--format", choices=["litert"], default="litert", help="export format (default litert)")
+    p.add_argument("--format", choices=["litert", "h5"], default="litert",
+                   help="litert (default): model.tflite; h5: model.h5, the weights in the HDF5 layout Keras 2.2 "
+                        "reads, for the 2018 python3.6 function (function/kubeless_py36); rewritten only on change")
     p.add_argument("--check-images", type=int, default=50,
                    help="held-out synthetic photos used for the agreement check (default 50)")
     p.add_argument("--min-agreement", type=float, default=0.98,
@@ -81,6 +83,16 @@ def main(argv: list[str] | None = None) -> int:
         except DatasetError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        return 0
+    if args.command == "export" and args.format == "h5":
+        from model.export import export_h5
+
+        try:
+            out, changed = export_h5(args.model)
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)" if changed else f"{out} unchanged")
         return 0
     if args.command == "export":
         from model.export import agreement, export_litert, held_out_images

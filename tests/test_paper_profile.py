@@ -120,8 +120,9 @@ def check_function(doc: dict, runtimes: list[dict]) -> list[str]:
         problems.append("the deployment template must have exactly one container (the runtime)")
     else:
         container = containers[0]
-        if not container.get("image"):
-            problems.append("the runtime container has no image: the controller would add init containers")
+        if not container.get("image") and not spec.get("function"):
+            # without an image the controller runs the code on the runtime-images' runtime (the python36-2018 variant)
+            problems.append("the runtime container has no image and the Function no code: nothing would run")
         if container.get("imagePullPolicy") != "IfNotPresent":
             problems.append("imagePullPolicy must be IfNotPresent: the image exists only in the node's Docker")
         if not container.get("resources", {}).get("requests", {}).get("cpu"):
@@ -401,7 +402,7 @@ def test_kubeless_resources_match_the_alpha8_fields(rendered):
     assert json.loads(config["data"]["deployment"]) == {}
     topics = {t["name"] for t in yaml.safe_load((ROOT / "roles/kafka/defaults/main.yml").read_text())["kafka_topics"]}
     body_size = load_docs(rendered / "http_trigger" / "ingress-config.yaml")[0]["data"]["proxy-body-size"]
-    for folder in ("kubeless_function", "kubeless_function_hpa", "mirror/kubeless_function"):
+    for folder in ("kubeless_function", "kubeless_function_hpa", "kubeless_function_py311", "mirror/kubeless_function"):
         docs = [doc for path in sorted((rendered / folder).glob("*.yaml")) for doc in load_docs(path)]
         by_kind = {kind: [d for d in docs if d["kind"] == kind] for kind in KUBELESS_KINDS}
         assert all(len(found) == 1 for found in by_kind.values()), folder
