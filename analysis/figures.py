@@ -21,7 +21,9 @@ from matplotlib.ticker import FuncFormatter
 from analysis import paper
 from analysis.load import Results
 
-COLORS = {"function": "#d62728", "container": "#1f77b4"}
+BASELINE_COLOR = "#1f77b4"
+# function platforms take these in report order (the first, the paper's function, red as in earlier reports)
+FUNCTION_COLORS = ("#d62728", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 PARTS = (("network_http_ms", "network/HTTP (client - server)", "#9ecae1"),
          ("runtime_ms", "runtime (server - prediction)", "#fdae6b"),
          ("model_ms", "model (prediction)", "#74c476"))
@@ -37,12 +39,15 @@ def _log_axis(axis: Axis) -> None:
 
 
 def _label(results: Results, platform: str) -> str:
-    kind = results.manifest["platforms"].get(platform, {}).get("kind", "")
+    kind = results.platform_setting(platform, "kind") or ""
     return f"{platform} ({kind})" if kind else platform
 
 
-def _color(platform: str) -> str:
-    return COLORS.get(platform, "#555555")
+def _color(platform: str, results: Results) -> str:
+    if platform == results.baseline:
+        return BASELINE_COLOR
+    functions = results.function_platforms
+    return FUNCTION_COLORS[functions.index(platform) % len(FUNCTION_COLORS)] if platform in functions else "#555555"
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -63,8 +68,8 @@ def response_vs_concurrency(conc: pd.DataFrame, results: Results, path: Path) ->
             continue
         err = np.vstack([d["mean_ms"] - d["mean_ms_ci_low"], d["mean_ms_ci_high"] - d["mean_ms"]])
         ax.errorbar(d["concurrency"], d["mean_ms"], yerr=np.nan_to_num(err), marker="o", capsize=4,
-                    color=_color(platform), label=f"{_label(results, platform)}: mean, 95 % CI")
-        ax.fill_between(d["concurrency"], d["min_ms"], d["max_ms"], color=_color(platform), alpha=0.08,
+                    color=_color(platform, results), label=f"{_label(results, platform)}: mean, 95 % CI")
+        ax.fill_between(d["concurrency"], d["min_ms"], d["max_ms"], color=_color(platform, results), alpha=0.08,
                         label=f"{platform}: fastest to slowest request")
     xs = sorted(paper.FIG1_FUNCTION_MS)
     means = [paper.FIG1_FUNCTION_MS[c]["mean_ms"] for c in xs]
@@ -102,7 +107,7 @@ def latency_cdfs(results: Results, path: Path) -> Path | None:
         for platform in results.platforms:
             t = np.sort(req.loc[(req["concurrency"] == c) & (req["platform"] == platform), "total_ms"].to_numpy())
             if len(t):
-                ax.step(t, np.arange(1, len(t) + 1) / len(t), where="post", color=_color(platform),
+                ax.step(t, np.arange(1, len(t) + 1) / len(t), where="post", color=_color(platform, results),
                         label=f"{platform} (n={len(t)})")
         ref = paper.FIG1_FUNCTION_MS.get(int(c))
         if ref:
@@ -138,7 +143,7 @@ def coldstart_bars(cold: pd.DataFrame, results: Results, path: Path) -> Path | N
             x = j + (i - (len(platforms) - 1) / 2) * width
             err = [[r["start_to_first_200_ms"] - r["start_to_first_200_ms_ci_low"]],
                    [r["start_to_first_200_ms_ci_high"] - r["start_to_first_200_ms"]]]
-            ax.bar(x, r["start_to_first_200_ms"], width * 0.9, color=_color(platform), alpha=0.75,
+            ax.bar(x, r["start_to_first_200_ms"], width * 0.9, color=_color(platform, results), alpha=0.75,
                    yerr=np.nan_to_num(err), capsize=5, label=_label(results, platform) if j == 0 else None)
             pts = raw.loc[(raw["platform"] == platform) & (raw["kind"] == kind), "start_to_first_200_ms"].dropna()
             ax.scatter(np.full(len(pts), x), pts, color="black", s=14, zorder=3)
@@ -179,9 +184,9 @@ def resources_over_time(per_run: pd.DataFrame, results: Results, path: Path) -> 
         d = res[res["platform"] == platform]
         for i, (_key, g) in enumerate(d.groupby("run_key", sort=False)):
             label = _label(results, platform) if i == 0 else None
-            ax_cpu.plot(g["x"], g["cpu_pct"], color=_color(platform), marker=".", markersize=5, linewidth=1,
+            ax_cpu.plot(g["x"], g["cpu_pct"], color=_color(platform, results), marker=".", markersize=5, linewidth=1,
                         label=label)
-            ax_mem.plot(g["x"], g["mem_bytes"] / 2**20, color=_color(platform), marker=".", markersize=5,
+            ax_mem.plot(g["x"], g["mem_bytes"] / 2**20, color=_color(platform, results), marker=".", markersize=5,
                         linewidth=1, label=label)
     limit = res["mem_limit_bytes"].max()
     if pd.notna(limit) and limit > 0:
@@ -258,7 +263,7 @@ def open_loop_latency(rates: pd.DataFrame, vs_closed: pd.DataFrame, capacity: pd
     fig, axes = plt.subplots(1, len(platforms), figsize=(6.2 * len(platforms), 4.8), squeeze=False)
     slo = float(capacity["slo_p99_ms"].iloc[0]) if len(capacity) else None
     for ax, platform in zip(axes.flat, platforms, strict=True):
-        color = _color(platform)
+        color = _color(platform, results)
         d = usable[usable["platform"] == platform].sort_values("offered_rps")
         ax.plot(d["offered_rps"], d["p50_ms"], marker="o", color=color, label="open loop p50")
         p99 = d[d["p99_ms"].notna()]
@@ -313,11 +318,11 @@ def autoscale_over_time(samples: pd.DataFrame, results: Results, path: Path) -> 
         if not len(d):
             continue
         label = _label(results, platform)
-        ax_rep.step(d["t_s"], d["ready_replicas"], where="post", color=_color(platform), linewidth=1.5,
+        ax_rep.step(d["t_s"], d["ready_replicas"], where="post", color=_color(platform, results), linewidth=1.5,
                     label=f"{label}: ready")
-        ax_rep.step(d["t_s"], d["hpa_desired_replicas"], where="post", color=_color(platform), linewidth=1,
+        ax_rep.step(d["t_s"], d["hpa_desired_replicas"], where="post", color=_color(platform, results), linewidth=1,
                     linestyle="--", label=f"{label}: HPA desired")
-        ax_cpu.plot(d["t_s"], d["hpa_cpu_pct"], color=_color(platform), marker=".", markersize=5, linewidth=1,
+        ax_cpu.plot(d["t_s"], d["hpa_cpu_pct"], color=_color(platform, results), marker=".", markersize=5, linewidth=1,
                     label=label)
     top = pd.concat([samples["ready_replicas"], samples["hpa_desired_replicas"]]).max()
     ax_rep.set_ylim(0, (float(top) if pd.notna(top) else 1.0) + 1)
@@ -328,4 +333,29 @@ def autoscale_over_time(samples: pd.DataFrame, results: Results, path: Path) -> 
     ax_rep.set_title("Autoscaling under ab load: replicas and CPU the HPA saw")
     for ax in (ax_rep, ax_cpu):
         ax.legend(fontsize=8, loc="upper right")
+    return _save(fig, path)
+
+
+def cross_platform_ratios(cross: pd.DataFrame, results: Results, path: Path) -> Path | None:
+    """Each function platform's mean response time over the baseline's, per concurrency, with its interval."""
+    if not len(cross):
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for platform in results.function_platforms:
+        d = cross[cross["platform"] == platform]
+        if not len(d):
+            continue
+        err = np.vstack([d["mean_ratio"] - d["mean_ratio_ci_low"], d["mean_ratio_ci_high"] - d["mean_ratio"]])
+        ax.errorbar(d["concurrency"], d["mean_ratio"], yerr=np.nan_to_num(err), marker="o", capsize=4,
+                    color=_color(platform, results), label=_label(results, platform))
+    ax.axhline(1.0, color=BASELINE_COLOR, linestyle="--", linewidth=1, label=f"{results.baseline} (= 1)")
+    ax.set_xscale("log")
+    levels = sorted(set(cross["concurrency"]))
+    ax.set_xticks(levels)
+    ax.set_xticklabels([str(c) for c in levels])
+    ax.set_xlabel("concurrency (ab -c)")
+    ax.set_ylabel("mean response time / baseline's")
+    ax.set_title("Every function platform against the baseline, measured in the same run")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
     return _save(fig, path)

@@ -14,9 +14,15 @@ import numpy as np
 import pandas as pd
 
 from analysis.bench.schema import ERROR_LAYERS
+from analysis.document import Bullets, Heading, Para, Table
 from analysis.load import Results
 
-DIRECT, INGRESS = "function", "function_ingress"
+
+def hop(results: Results) -> tuple[str | None, str | None]:
+    """(direct, through the hop): the first platform reached via another, and that other one."""
+    wrapped = next((p for p in results.platforms if results.via(p)), None)
+    return (results.via(wrapped), wrapped) if wrapped else (None, None)
+
 LAYER_HEADERS = {
     "runtime_408": "runtime 408 (join)",
     "runtime_error": "runtime other status",
@@ -41,13 +47,14 @@ def direct_vs_ingress(per_run: pd.DataFrame, results: Results) -> pd.DataFrame:
     """Per concurrency (the paper's matrix, then the overload runs): the function direct and through the ingress,
     pooled over repetitions: mean and median of the served requests, served req/s (mean of the runs), errors; the
     hop's cost = through-ingress minus direct (mean and median), and its share of the through-ingress mean."""
+    direct, ingress = hop(results)
     runs = results.runs
     rows = []
     for experiment in ("concurrency", "overload"):
-        sel = runs[(runs["experiment"] == experiment) & runs["platform"].isin([DIRECT, INGRESS])]
+        sel = runs[(runs["experiment"] == experiment) & runs["platform"].isin([direct, ingress])]
         for conc in sorted(set(sel["concurrency"])):
             row: dict = {"experiment": experiment, "concurrency": int(conc)}
-            for platform, tag in ((DIRECT, "direct"), (INGRESS, "ingress")):
+            for platform, tag in ((direct, "direct"), (ingress, "ingress")):
                 g = sel[(sel["platform"] == platform) & (sel["concurrency"] == conc)]
                 mean, median, n = _served_stats(results, set(g["run_key"]))
                 row[f"{tag}_runs"] = len(g)
@@ -57,7 +64,7 @@ def direct_vs_ingress(per_run: pd.DataFrame, results: Results) -> pd.DataFrame:
                 row[f"{tag}_served_rps"] = float(g["served_per_s"].mean()) if len(g) else math.nan
                 row[f"{tag}_errors"] = int(g["errors"].fillna(0).sum())
                 row[f"{tag}_requests"] = int(g["requests"].sum())
-            g = sel[(sel["platform"] == INGRESS) & (sel["concurrency"] == conc)]
+            g = sel[(sel["platform"] == ingress) & (sel["concurrency"] == conc)]
             row["nginx_cpu_pct"] = _nginx_cpu_pct(results, g)
             row["hop_mean_ms"] = row["ingress_mean_ms"] - row["direct_mean_ms"]
             row["hop_median_ms"] = row["ingress_median_ms"] - row["direct_median_ms"]
@@ -85,14 +92,15 @@ def _nginx_cpu_pct(results: Results, runs: pd.DataFrame) -> float:
     return float(np.mean(shares)) if shares else math.nan
 
 
-def hop_breakdown(per_run: pd.DataFrame) -> pd.DataFrame:
+def hop_breakdown(per_run: pd.DataFrame, results: Results) -> pd.DataFrame:
     """client -> ingress -> runtime -> model, per concurrency, from the means over repetitions: model = prediction
     time (log lines), runtime = server time (/metrics) - model, the direct path's network/HTTP = client - server on
     the direct path, and the ingress hop = (client - server through the ingress) - that direct network/HTTP."""
+    direct, ingress = hop(results)
     rows = []
     for conc in sorted(set(per_run["concurrency"])):
-        d = per_run[(per_run["platform"] == DIRECT) & (per_run["concurrency"] == conc)]
-        i = per_run[(per_run["platform"] == INGRESS) & (per_run["concurrency"] == conc)]
+        d = per_run[(per_run["platform"] == direct) & (per_run["concurrency"] == conc)]
+        i = per_run[(per_run["platform"] == ingress) & (per_run["concurrency"] == conc)]
         if not len(d) or not len(i):
             continue
         client, server, pred = (float(i[c].mean()) for c in ("mean_ms", "server_mean_ms", "prediction_mean_ms"))
@@ -158,7 +166,7 @@ def overload(results: Results) -> pd.DataFrame:
 def nowarmup(per_run: pd.DataFrame, results: Results) -> pd.DataFrame:
     """The WARMUP_CALLS=0 run beside the function's c=1 cells (warm-up in the parent, the default)."""
     rows = []
-    c1 = per_run[(per_run["platform"] == DIRECT) & (per_run["concurrency"] == 1)]
+    c1 = per_run[(per_run["platform"] == results.headline) & (per_run["concurrency"] == 1)]
     if len(c1):
         mean, median, n = _served_stats(results, set(c1.index))
         rows.append({"variant": "WARMUP_CALLS=3 (default: warm-up in the parent, like TF 1.x's inherited graph)",
@@ -185,7 +193,7 @@ def nowarmup(per_run: pd.DataFrame, results: Results) -> pd.DataFrame:
 def tables(results: Results, per_run: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {
         "ingress_vs_direct": direct_vs_ingress(per_run, results),
-        "ingress_breakdown": hop_breakdown(per_run),
+        "ingress_breakdown": hop_breakdown(per_run, results),
         "errors_by_layer": error_layers(results),
         "overload": overload(results),
         "nowarmup": nowarmup(per_run, results),
@@ -200,12 +208,11 @@ def _f(x: float, digits: int = 0) -> str:
 
 def section(results: Results, t: dict[str, pd.DataFrame], figs: dict[str, Path | None], level: str,
             s: object) -> list:
-    """Report blocks (analysis/report.py's classes, imported here to keep one direction of imports)."""
-    from analysis.report import Bullets, Heading, Para, Table
+    """Report blocks (analysis.document), so this module never imports the report that includes it."""
 
     b: list = [Heading("The HTTP trigger: the function through the ingress (issue 11)")]
     vs = t["ingress_vs_direct"]
-    platform = results.manifest["platforms"].get(INGRESS)
+    platform = results.manifest["platforms"].get(hop(results)[1] or "")
     if platform is None or not len(vs):
         b.append(Para("This run has no function_ingress platform (the paper profile's function is already reached "
                       "through its ingress; locally roles/local_ingress sets it up)."))
@@ -271,7 +278,6 @@ def section(results: Results, t: dict[str, pd.DataFrame], figs: dict[str, Path |
 
 
 def _overload_blocks(t: dict[str, pd.DataFrame]) -> list:
-    from analysis.report import Heading, Para, Table
 
     b: list = []
     ov = t["overload"]

@@ -33,6 +33,15 @@ CONFIG_KEYS = ("concurrency", "repetitions", "requests_per_run")
 EXPERIMENTS = ("warmup", "concurrency", "overload", "nowarmup")  # overload, nowarmup: issue 11
 
 
+# Runs recorded before platforms carried a kind, a role and `via` (results folders of 2026-11) used three fixed
+# names; this is what those names meant.
+LEGACY_SETTINGS: dict[str, dict[str, Any]] = {
+    "function": {"role": "function", "via": None, "label": "Kubeless 1.0.0-alpha.8 function"},
+    "container": {"role": "baseline", "via": None, "label": "container (gunicorn)"},
+    "function_ingress": {"role": "function", "via": "function", "label": "through ingress-nginx 0.16.2"},
+}
+
+
 class ResultsError(Exception):
     """The folder cannot be analysed as it is; ``problems`` lists every reason found, each naming its file."""
 
@@ -75,9 +84,39 @@ class Results:
 
     @property
     def platforms(self) -> list[str]:
-        """Platforms in report order: the function first, as in the paper's Table 1."""
-        names = list(self.manifest["platforms"])
-        return sorted(names, key=lambda p: (p != "function", p != "container", p))
+        """Platforms in report order: the configuration's (the inventory's `platforms:` list)."""
+        return list(self.manifest["platforms"])
+
+    def platform_setting(self, name: str, key: str) -> Any:
+        """A platform's setting as the run recorded it, or, for a run made before platform kinds were plug-ins,
+        what that run's fixed names meant (LEGACY_SETTINGS)."""
+        recorded = self.manifest["platforms"].get(name) or {}
+        if key in recorded:
+            return recorded[key]
+        return LEGACY_SETTINGS.get(name, {}).get(key)
+
+    def role(self, name: str) -> str:
+        return self.platform_setting(name, "role") or "function"
+
+    def via(self, name: str) -> str | None:
+        return self.platform_setting(name, "via")
+
+    def label(self, name: str) -> str:
+        return self.platform_setting(name, "label") or name
+
+    @property
+    def baseline(self) -> str | None:
+        """The platform every function platform is compared with (role baseline), if the run has one."""
+        return next((p for p in self.platforms if self.role(p) == "baseline"), None)
+
+    @property
+    def function_platforms(self) -> list[str]:
+        return [p for p in self.platforms if self.role(p) == "function"]
+
+    @property
+    def headline(self) -> str | None:
+        """The paper's function: the first function platform reached directly (not via another hop)."""
+        return next((p for p in self.function_platforms if self.via(p) is None), None)
 
 
 def newest_results_dir(root: Path) -> Path:

@@ -14,7 +14,7 @@ import base64
 import html
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -22,48 +22,10 @@ import pandas as pd
 from analysis import capacity, figures, ingress, paper, tables
 from analysis.bench.config import DEFAULTS as BENCH_DEFAULTS
 from analysis.bench.schema import ERROR_CAUSES, samples_needed
+from analysis.document import Banner, Block, Bullets, Figure, Heading, Para, Table
 from analysis.load import Results
 from analysis.summarize import per_run
 from analysis.verdict import verdict
-
-
-@dataclass
-class Heading:
-    text: str
-    level: int = 2
-
-
-@dataclass
-class Para:
-    text: str  # may hold **bold**; nothing else is interpreted
-
-
-@dataclass
-class Banner:
-    title: str
-    lines: list[str]
-
-
-@dataclass
-class Table:
-    headers: list[str]
-    rows: list[list[str]]
-    csv: str  # file name under tables/
-    note: str = ""
-
-
-@dataclass
-class Figure:
-    path: Path | None
-    caption: str
-
-
-@dataclass
-class Bullets:
-    items: list[str] = field(default_factory=list)
-
-
-Block = Heading | Para | Banner | Table | Figure | Bullets
 
 
 @dataclass
@@ -139,6 +101,8 @@ def build(results: Results, out: Path, settings: tables.Settings | None = None) 
     }
     t.update(capacity.tables(results, s.level))  # issue 13: open_loop_runs, open_loop_capacity, open_loop_vs_closed
     t.update(ingress.tables(results, runs))  # issue 11: ingress_vs_direct, errors_by_layer, overload, nowarmup, ...
+    t["cross_platform"] = tables.cross_platform_table(runs, results, t["concurrency"], t["open_loop_capacity"],
+                                                      t["coldstart"], t["resources"], s)
     csvs = {}
     for name, df in t.items():
         csvs[name] = out / "tables" / f"{name}.csv"
@@ -156,6 +120,7 @@ def build(results: Results, out: Path, settings: tables.Settings | None = None) 
                                                t["open_loop_capacity"], results, fdir / "open_loop.png"),
         "autoscale": figures.autoscale_over_time(_autoscale_samples(results), results,  # paper profile
                                                  fdir / "autoscale.png"),
+        "cross_platform": figures.cross_platform_ratios(t["cross_platform"], results, fdir / "cross_platform.png"),
     }
     summary, paras = verdict(results, t["table1_overhead"], t["concurrency"], t["overhead"], t["breakdown"], s.level)
     blocks = _document(results, t, figs_made, summary, paras, s)
@@ -171,9 +136,9 @@ def _document(results: Results, t: dict[str, pd.DataFrame], figs: dict[str, Path
               paras: list[str], s: tables.Settings) -> list[Block]:
     level = f"{100 * s.level:g} %"
     b = _header(results, summary, paras)
-    for section in (_table1_section, _concurrency_section, _open_loop_section, _overhead_section,
-                    ingress.section, _coldstart_section, _autoscale_section, _resources_section, _machine_section,
-                    _checks_section):
+    for section in (_cross_platform_section, _table1_section, _concurrency_section, _open_loop_section,
+                    _overhead_section, ingress.section, _coldstart_section, _autoscale_section, _resources_section,
+                    _machine_section, _checks_section):
         b.extend(section(results, t, figs, level, s))
     return b
 
@@ -212,6 +177,40 @@ def _header(results: Results, summary: str, paras: list[str]) -> list[Block]:
     b.append(Heading("Verdict"))
     b.append(Para(f"**{summary}**"))
     b.extend(Para(p) for p in paras)
+    return b
+
+
+def _cross_platform_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[str, Path | None], level: str,
+                            s: tables.Settings) -> list[Block]:
+    """Every function platform against the baseline, one row per platform and concurrency."""
+    cross = t["cross_platform"]
+    if not len(cross):
+        return []
+    b: list[Block] = [Heading(f"Every function platform against the baseline ({results.baseline})")]
+    b.append(Figure(figs["cross_platform"], "Mean response time over the baseline's, per concurrency."))
+
+    def ratio(r: pd.Series) -> str:
+        if not math.isfinite(r["mean_ratio"]):
+            return "n/a"
+        if not math.isfinite(r["mean_ratio_ci_low"]):
+            return f"{r['mean_ratio']:.2f} (one repetition)"
+        return f"{r['mean_ratio']:.2f} [{r['mean_ratio_ci_low']:.2f}, {r['mean_ratio_ci_high']:.2f}]"
+
+    h, r = _rows(cross, [
+        ("platform", lambda r: r["platform"] + (f" (via {r['via']})" if r["via"] else "")),
+        ("c", lambda r: str(r["concurrency"])),
+        (f"mean ratio [{level} CI]", ratio),
+        ("p99 ratio", lambda r: f"{r['p99_ratio']:.2f}" if math.isfinite(r["p99_ratio"]) else "too few samples"),
+        ("failed %", lambda r: _f(r["failure_pct"], 1)),
+        ("capacity req/s (baseline)", lambda r: f"{_f(r['capacity_rps'], 1)} ({_f(r['baseline_capacity_rps'], 1)})"),
+        ("cold start median ms", lambda r: _f(r["coldstart_median_ms"], 0)),
+        ("memory peak MiB", lambda r: _f(r["mem_peak_mib"], 0)),
+    ])
+    b.append(Table(h, r, "cross_platform.csv", "All measured in this run, side by side. mean ratio: geometric mean "
+                   "over repetitions of the platform's mean over the baseline's of the same repetition (1.35 = 35 % "
+                   "slower), with a t-interval on the log ratios; p99 ratio: the cells' pooled p99s; failed %: failed "
+                   "requests over attempts, each counted once; capacity: open-loop capacity at the latency objective "
+                   "(n/a without the rate experiment); cold start and memory: the platform's own."))
     return b
 
 

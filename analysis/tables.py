@@ -38,6 +38,18 @@ def probe_ok(results: Results) -> pd.DataFrame:
     return results.probe[results.probe["status"] == 200]
 
 
+def paper_pair(results: Results) -> tuple[str | None, str | None]:
+    """The paper's comparison in this run: its function (the first function platform reached directly) and the
+    baseline. Either is None when the run lacks it."""
+    return results.headline, results.baseline
+
+
+def paper_values(results: Results, platform: str) -> dict:
+    """The paper's Table 1 row for the platform that plays its part in this run (its function or its container)."""
+    function, baseline = paper_pair(results)
+    return paper.TABLE1_MS.get({function: "function", baseline: "container"}.get(platform, ""), {})
+
+
 def table1(results: Results, s: Settings) -> pd.DataFrame:
     """Paper Table 1: mean prediction and response time over the sequential probe requests (HTTP 200 only),
     with t-intervals over those requests, beside the paper's values."""
@@ -46,7 +58,7 @@ def table1(results: Results, s: Settings) -> pd.DataFrame:
     for platform in results.platforms:
         sel = ok[ok["platform"] == platform]
         all_rows = results.probe[results.probe["platform"] == platform]
-        ref = paper.TABLE1_MS.get(platform, {})
+        ref = paper_values(results, platform)
         row = {"platform": platform, "paper_name": ref.get("label", ""), "requests_ok": len(sel),
                "requests_failed": len(all_rows) - len(sel)}
         _put(row, "prediction_ms", mean_ci(sel["prediction_ms"], s.level))
@@ -61,7 +73,8 @@ def table1_overhead(results: Results, s: Settings) -> pd.DataFrame:
     """Function over container for Table 1's two metrics: bootstrap over the probe requests (each platform
     resampled on its own), beside what the paper's Table 1 numbers give."""
     ok = probe_ok(results)
-    f, c = ok[ok["platform"] == "function"], ok[ok["platform"] == "container"]
+    function, baseline = paper_pair(results)
+    f, c = ok[ok["platform"] == function], ok[ok["platform"] == baseline]
     rows = []
     for metric in ("prediction", "response"):
         col = f"{metric}_ms"
@@ -150,7 +163,8 @@ def overhead_table(per_run: pd.DataFrame, results: Results, s: Settings) -> pd.D
     """
     rows = []
     ok = probe_ok(results)
-    f, c = ok[ok["platform"] == "function"], ok[ok["platform"] == "container"]
+    function, baseline = paper_pair(results)
+    f, c = ok[ok["platform"] == function], ok[ok["platform"] == baseline]
     if len(f) and len(c):
         o = bootstrap_overhead(f["response_ms"], c["response_ms"], paired=False, level=s.level,
                                resamples=s.resamples, seed=s.seed)
@@ -158,8 +172,8 @@ def overhead_table(per_run: pd.DataFrame, results: Results, s: Settings) -> pd.D
                "function_ms": float(f["response_ms"].mean()), "container_ms": float(c["response_ms"].mean())}
         _put_overhead(row, "overhead", o)
         rows.append(row)
-    fr = per_run[per_run["platform"] == "function"]
-    cr = per_run[per_run["platform"] == "container"]
+    fr = per_run[per_run["platform"] == function]
+    cr = per_run[per_run["platform"] == baseline]
     for conc in sorted(set(fr["concurrency"]) & set(cr["concurrency"])):
         a = fr[fr["concurrency"] == conc].set_index("repetition")["mean_ms"]
         b = cr[cr["concurrency"] == conc].set_index("repetition")["mean_ms"]
@@ -203,20 +217,18 @@ def breakdown_table(per_run: pd.DataFrame, results: Results) -> pd.DataFrame:
     if not len(df):
         return df
     diffs = []
-    f = df[df["platform"] == "function"].set_index("concurrency")
-    c = df[df["platform"] == "container"].set_index("concurrency")
     cols = ["client_ms", "server_ms", "prediction_ms", *BREAKDOWN_PARTS]
-    for conc in f.index.intersection(c.index):
-        d = {"platform": "function - container", "concurrency": int(conc),
-             "repetitions": int(min(f.loc[conc, "repetitions"], c.loc[conc, "repetitions"]))}
-        d.update({col: f.loc[conc, col] - c.loc[conc, col] for col in cols})
-        diffs.append(d)
-    ing = df[df["platform"] == "function_ingress"].set_index("concurrency")  # issue 11: the ingress hop's own row
-    for conc in ing.index.intersection(f.index):
-        d = {"platform": "function_ingress - function", "concurrency": int(conc),
-             "repetitions": int(min(ing.loc[conc, "repetitions"], f.loc[conc, "repetitions"]))}
-        d.update({col: ing.loc[conc, col] - f.loc[conc, col] for col in cols})
-        diffs.append(d)
+    # each directly reached function platform against the baseline; a platform reached via another against that
+    # one (issue 11: the ingress hop's own row)
+    pairs = [(p, results.via(p) or results.baseline) for p in results.function_platforms]
+    for platform, other in pairs:
+        f = df[df["platform"] == platform].set_index("concurrency")
+        c = df[df["platform"] == other].set_index("concurrency")
+        for conc in f.index.intersection(c.index):
+            d = {"platform": f"{platform} - {other}", "concurrency": int(conc),
+                 "repetitions": int(min(f.loc[conc, "repetitions"], c.loc[conc, "repetitions"]))}
+            d.update({col: f.loc[conc, col] - c.loc[conc, col] for col in cols})
+            diffs.append(d)
     return pd.concat([df, pd.DataFrame(diffs)], ignore_index=True) if diffs else df
 
 
@@ -292,3 +304,61 @@ def machine_table(results: Results) -> pd.DataFrame:
                      "steal_pct_max": float(g["steal_pct"].max()),
                      "load_1m_before_max": float(g["load_1m_before"].max())})
     return _order(pd.DataFrame(rows), results)
+
+
+def _ratio(values: np.ndarray, level: float) -> Interval:
+    """Geometric mean of per-repetition ratios with a t-interval on their logarithms (the repetitions ran
+    interleaved, so repetition r of both platforms shares the machine's drift)."""
+    values = values[np.isfinite(values) & (values > 0)]
+    if len(values) < 2:
+        est = float(values[0]) if len(values) else np.nan
+        return Interval(est, np.nan, np.nan, level, len(values))
+    ci = mean_ci(np.log(values), level)
+    return Interval(float(np.exp(ci.estimate)), float(np.exp(ci.low)), float(np.exp(ci.high)), level, len(values))
+
+
+def cross_platform_table(per_run: pd.DataFrame, results: Results, conc: pd.DataFrame, capacity: pd.DataFrame,
+                         coldstart: pd.DataFrame, resources: pd.DataFrame, s: Settings) -> pd.DataFrame:
+    """Every function platform against the baseline, per concurrency, all measured in this run:
+
+    - mean_ratio: the geometric mean over repetitions of (platform mean / baseline mean) of the same repetition,
+      with a t-interval on the log ratios (``mean_ratio_ci_*``); 1.35 = 35 % slower than the baseline;
+    - p99_ratio: the cells' pooled p99s divided (empty where either has too few samples for a p99);
+    - failure_pct: the platform's failed requests over its attempts in the cell (each failed request once);
+    - capacity_rps / baseline_capacity_rps: the open-loop capacity at the latency objective (empty without the
+      rate experiment); coldstart_median_ms: its first cold-start kind; mem_peak_mib: the cell's peak memory.
+    """
+    baseline = results.baseline
+    if baseline is None or not len(conc):
+        return pd.DataFrame()
+    cells = conc.set_index(["platform", "concurrency"])
+    cap = capacity.set_index("platform") if len(capacity) else pd.DataFrame()
+    mem = resources.set_index(["platform", "concurrency"]) if len(resources) else pd.DataFrame()
+    base_runs = per_run[per_run["platform"] == baseline]
+    rows = []
+    for platform in results.function_platforms:
+        runs = per_run[per_run["platform"] == platform]
+        cold = coldstart[coldstart["platform"] == platform] if len(coldstart) else coldstart
+        for c in sorted(set(runs["concurrency"]) & set(base_runs["concurrency"])):
+            a = runs[runs["concurrency"] == c].set_index("repetition")["mean_ms"]
+            b = base_runs[base_runs["concurrency"] == c].set_index("repetition")["mean_ms"]
+            common = a.index.intersection(b.index)
+            ratio = _ratio((a[common] / b[common]).to_numpy(float), s.level)
+            mine, theirs = cells.loc[(platform, c)], cells.loc[(baseline, c)]
+            row = {"platform": platform, "label": results.label(platform), "via": results.via(platform) or "",
+                   "baseline": baseline, "concurrency": int(c), "repetitions": ratio.n,
+                   "mean_ms": float(mine["mean_ms"]), "baseline_mean_ms": float(theirs["mean_ms"])}
+            _put(row, "mean_ratio", ratio)
+            row["p99_ratio"] = float(mine["p99_ms"] / theirs["p99_ms"]) if mine["p99_ms"] > 0 and theirs["p99_ms"] > 0 \
+                else np.nan
+            attempts = int(mine["served"]) + int(mine["errors"])
+            row["failure_pct"] = 100 * int(mine["errors"]) / attempts if attempts else np.nan
+            base_attempts = int(theirs["served"]) + int(theirs["errors"])
+            row["baseline_failure_pct"] = 100 * int(theirs["errors"]) / base_attempts if base_attempts else np.nan
+            for name, frame in (("capacity_rps", platform), ("baseline_capacity_rps", baseline)):
+                row[name] = float(cap.loc[frame, "capacity_rps"]) if len(cap) and frame in cap.index else np.nan
+            row["coldstart_median_ms"] = float(cold["median_ms"].iloc[0]) if len(cold) else np.nan
+            has_mem = len(mem) and (platform, c) in mem.index
+            row["mem_peak_mib"] = float(mem.loc[(platform, c), "mem_peak_mib"]) if has_mem else np.nan
+            rows.append(row)
+    return pd.DataFrame(rows)

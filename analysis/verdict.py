@@ -47,7 +47,7 @@ def verdict(results: Results, t1_over: pd.DataFrame, conc: pd.DataFrame, over: p
     why = _why(breakdown)
     if why:
         paras.append(why)
-    trend = _trend(conc, over)
+    trend = _trend(conc, over, results.headline)
     if trend:
         paras.append(trend)
     errs = _errors(conc, results)
@@ -135,14 +135,14 @@ def _why(breakdown: pd.DataFrame) -> str | None:
             f"{split}. Most of it{share} is {name}: {meaning}.")
 
 
-def _trend(conc: pd.DataFrame, over: pd.DataFrame) -> str | None:
+def _trend(conc: pd.DataFrame, over: pd.DataFrame, function: str | None) -> str | None:
     oc = over[over["setting"] == "concurrency"] if len(over) else over
     out = []
     if len(oc) >= 2:
         a, b = oc.iloc[0], oc.iloc[-1]
         out.append(f"Under load the overhead changes from {_pct(a['overhead_pct'])} at c={int(a['concurrency'])} to "
                    f"{_pct(b['overhead_pct'])} at c={int(b['concurrency'])} (relative to the container).")
-    f20 = conc[(conc["platform"] == "function") & (conc["concurrency"] == 20)] if len(conc) else conc
+    f20 = conc[(conc["platform"] == function) & (conc["concurrency"] == 20)] if len(conc) else conc
     if len(f20):
         r = f20.iloc[0]
         ref = paper.FIG1_FUNCTION_MS[20]

@@ -27,8 +27,9 @@ FIXTURES = ROOT / "tests" / "fixtures" / "results"
 COMPLETE = FIXTURES / "complete"
 INCOMPLETE = FIXTURES / "incomplete"
 PLATFORMS = ("function", "container")
-FIGURES = ("response_vs_concurrency", "latency_cdf", "breakdown", "coldstart", "resources")
-TABLES = ("table1", "table1_overhead", "concurrency", "overhead", "breakdown", "coldstart", "resources", "per_run")
+FIGURES = ("response_vs_concurrency", "latency_cdf", "breakdown", "coldstart", "resources", "cross_platform")
+TABLES = ("table1", "table1_overhead", "concurrency", "overhead", "breakdown", "coldstart", "resources", "per_run",
+          "cross_platform")
 
 
 # ---------------------------------------------------------------- independent readers (csv module + numpy only)
@@ -170,6 +171,32 @@ def test_concurrency_table(complete_out: Path) -> None:
     assert causes == ("1", "1", "2", "0", "0")
     assert find(table, platform="function", concurrency=20)["length_mismatches"] == "0"  # the 408 page's length
     assert sum(int(r["errors"]) for r in table) == 4
+
+
+def test_cross_platform_table_compares_the_function_with_the_baseline(complete_out: Path) -> None:
+    """The ratio per concurrency, recomputed from requests.csv: the geometric mean over repetitions of the function's
+    mean served time over the container's of the same repetition, with a t-interval on the log ratios."""
+    reqs = rows(COMPLETE, "requests.csv")
+    table = out_table(complete_out, "cross_platform")
+    assert {r["platform"] for r in table} == {"function"} and {r["baseline"] for r in table} == {"container"}
+    for conc in sorted({int(r["concurrency"]) for r in reqs if r["experiment"] == "concurrency"}):
+        means: dict[tuple[str, int], float] = {}
+        for platform in PLATFORMS:
+            for rep in {int(r["repetition"]) for r in reqs}:
+                times = [float(r["total_ms"]) for r in reqs if r["experiment"] == "concurrency"
+                         and r["platform"] == platform and int(r["concurrency"]) == conc
+                         and int(r["repetition"]) == rep and r["served"] == "1"]
+                if times:
+                    means[platform, rep] = float(np.mean(times))
+        logs = np.log([means["function", rep] / means["container", rep]
+                       for rep in sorted({rep for _, rep in means}) if ("function", rep) in means
+                       and ("container", rep) in means])
+        estimate, low, high = (float(np.exp(v)) for v in t_ci(logs))
+        row = find(table, platform="function", concurrency=conc)
+        assert float(row["mean_ratio"]) == pytest.approx(estimate, rel=1e-6)
+        assert float(row["mean_ratio_ci_low"]) == pytest.approx(low, rel=1e-6)
+        assert float(row["mean_ratio_ci_high"]) == pytest.approx(high, rel=1e-6)
+        assert int(row["repetitions"]) == len(logs)
 
 
 def test_table1(complete_out: Path) -> None:

@@ -34,6 +34,7 @@ from analysis.bench.config import (
 )
 from analysis.bench.manifest import RunFolder, create, write_json
 from tests.conftest import ROOT
+from tests.platform_kinds import with_kinds
 from tests.test_cluster_driver import ENV, INVENTORY, ROLE, VENV_BIN  # one Ansible environment for both
 
 # --- What a Kubernetes 1.10 API server answers --------------------------------------------------------------------
@@ -125,7 +126,7 @@ def kubectl_platform(name: str = "function", **overrides) -> object:
         "restart": "kubectl-scale", "kubectl_deployment": "kde-function", "kubectl_selector": "function=kde-function",
     }
     settings.update(overrides)
-    return _platform(name, {k: v for k, v in settings.items() if v is not ...})
+    return _platform(name, with_kinds({name: {k: v for k, v in settings.items() if v is not ...}})[name])
 
 
 # --- kubectl argv --------------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from analysis.bench.schema import SCHEMA_VERSION
+from tests.platform_kinds import with_kinds
 
 REPO = Path(__file__).resolve().parents[1]
 SERVER = REPO / "tests" / "bench_server.py"
@@ -70,7 +71,7 @@ class Service:
             self.proc.wait()
 
     def platform(self, path: str = "/predict") -> dict:
-        return {"url": f"http://127.0.0.1:{self.port}{path}", "kind": "test-server", "server_time_metric": METRIC,
+        return {"url": f"http://127.0.0.1:{self.port}{path}", "server_time_metric": METRIC,
                 "log_source": "file", "log_file": str(self.log), "resource_source": "proc", "pid": self.proc.pid}
 
 
@@ -94,7 +95,7 @@ def write_config(path: Path, platforms: dict, **knobs) -> Path:
               "rate_capacity_pct": [],  # rate_capacity_pct: the open-loop steps are tests/test_openloop.py's
               "overload_concurrency": [], "nowarmup_requests": 0, "bodylimit_bytes": 0,  # issue 11's: its own tests
               **knobs}
-    path.write_text(json.dumps({"profile": "local", "config": config, "platforms": platforms}))
+    path.write_text(json.dumps({"profile": "local", "config": config, "platforms": with_kinds(platforms)}))
     return path
 
 
@@ -284,7 +285,7 @@ def test_aborted_ab_run_is_recorded_not_raised(services, tmp_path):
 
 def test_probe_records_requests_that_got_no_answer(tmp_path):
     closed = free_port()
-    platform = {"url": f"http://127.0.0.1:{closed}/predict", "kind": "nothing-listens"}
+    platform = {"url": f"http://127.0.0.1:{closed}/predict"}
     config = write_config(tmp_path / "bench.json", {"container": platform})
     run_dir = Path(init(tmp_path / "results", config)["run_dir"])
     proc = bench("probe", run_dir, "--platform", "container", "--requests", 3)
@@ -300,12 +301,20 @@ def test_probe_records_requests_that_got_no_answer(tmp_path):
     ({"config": {"concurrency": [1, 500]}}, "requests_per_run"),
     ({"config": {"concurrency": [1, 50]}}, "warmup_requests"),
     ({"platforms": {"function": {"url": "127.0.0.1:30080"}}}, "platforms.function.url"),
-    ({"platforms": {"lambda": {"url": "http://127.0.0.1:1/"}}}, "'lambda' is not one of"),
-    ({"platforms": {"function": {"url": "http://127.0.0.1:1/", "log_source": "file"}}}, "needs 'log_file'"),
+    ({"platforms": {"lambda": {"url": "http://127.0.0.1:1/", "kind": "aws-lambda"}}},
+     "unknown platform kind 'aws-lambda'; known kinds:"),
+    ({"platforms": {"Function": {"url": "http://127.0.0.1:1/", "kind": "kubeless"}}}, "platform name 'Function'"),
+    ({"platforms": {"function": {"url": "http://127.0.0.1:1/", "kind": "kubeless", "log_source": "file"}}},
+     "needs 'log_file'"),
+    ({"platforms": {"a": {"url": "http://127.0.0.1:1/", "kind": "container"},
+                    "b": {"url": "http://127.0.0.1:2/", "kind": "container"}}}, "all have role 'baseline'"),
+    ({"platforms": {"a": {"url": "http://127.0.0.1:1/", "kind": "ingress-nginx", "via": "b"}}},
+     "platforms.a.via must name another platform"),
     ({"config": {"payload": "holiday.png"}}, "neither a generated payload name"),
 ])
 def test_configuration_errors_name_the_key(tmp_path, change, message):
-    data = {"profile": "local", "platforms": {"function": {"url": "http://127.0.0.1:1/"}}, **change}
+    data = {"profile": "local", "platforms": {"function": {"url": "http://127.0.0.1:1/", "kind": "kubeless"}},
+            **change}
     path = tmp_path / "bench.json"
     path.write_text(json.dumps(data))
     proc = bench("init", "--results-dir", tmp_path / "results", "--config", path)

@@ -59,7 +59,7 @@ def kubectl_platform(**overrides):
         "kubectl_redeploy": ["function/f", "httptrigger/f"],
     }
     settings.update(overrides)
-    return _platform("function", {k: v for k, v in settings.items() if v is not ...})
+    return _platform("function", {"kind": "kubeless", **{k: v for k, v in settings.items() if v is not ...}})
 
 
 # --- The paper inventory's platforms -----------------------------------------------------------------------------
@@ -149,6 +149,7 @@ def test_the_trigger_waits_for_the_service_of_the_function_it_points_at():
 
 def test_the_apps_redeploy_applies_its_deployment_only():
     platform = _platform("container", {
+        "kind": "container",
         "url": "http://192.168.122.11:30081/predict", "kubectl_context": "kde-kubernetes", "kubeconfig": "/tmp/k.yaml",
         "restart": "kubectl-redeploy", "kubectl_deployment": "kde-app", "kubectl_selector": "app=kde-app",
         "kubectl_redeploy": ["deployment/kde-app"]})

@@ -173,6 +173,7 @@ def test_the_plan_has_the_overload_region_the_body_limit_and_the_nowarmup_varian
 
     data = example_config()
     data["platforms"]["function_ingress"] = {"url": "http://127.0.0.1:30082/predict", "container": "kde-function",
+                                             "kind": "ingress-nginx", "via": "function",
                                              "metrics_url": "http://127.0.0.1:30080/metrics", "restart": "none",
                                              "ingress_dir": "/tmp/x"}
     keys = [i.run_key for i in make_plan(config_from_dict(data), "/tmp/run")]

@@ -25,6 +25,7 @@ from scipy import stats as st
 from analysis import capacity
 from analysis.bench import openloop, schema
 from analysis.bench.config import ConfigError, config_from_dict, make_plan
+from tests.platform_kinds import with_kinds
 
 REPO = Path(__file__).resolve().parents[1]
 SERVER = REPO / "tests" / "openloop_server.py"
@@ -231,8 +232,8 @@ def test_every_failed_request_is_counted_once_under_its_cause(server, mode, caus
 
 # ------------------------------------------------------------------------------ the bench experiment
 def test_rate_knobs_and_plan():
-    base = {"profile": "local", "platforms": {"function": {"url": "http://127.0.0.1:1/"},
-                                              "container": {"url": "http://127.0.0.1:2/predict"}}}
+    base = {"profile": "local", "platforms": with_kinds({"function": {"url": "http://127.0.0.1:1/"},
+                                                         "container": {"url": "http://127.0.0.1:2/predict"}})}
     plan = make_plan(config_from_dict(base), "/r")
     rate = [i for i in plan if i.step == "rate"]
     assert [i.run_key for i in rate[:6]] == [f"rate-function-{p}pct" for p in (25, 50, 75, 90, 100, 110)]
@@ -244,7 +245,7 @@ def test_rate_knobs_and_plan():
     assert not [i for i in make_plan(config_from_dict({**base, "config": {"rate_capacity_pct": []}}), "/r")
                 if i.step == "rate"]
     for knobs, message in (({"rate_capacity_pct": [0]}, "'rate_capacity_pct' must be a list of numbers > 0"),
-                           ({"rate_platforms": ["lambda"]}, "'rate_platforms' must be null"),
+                           ({"rate_platforms": ["lambda"]}, "'rate_platforms' must be \"direct\", null"),
                            ({"rate_arrivals": "bursty"}, "'rate_arrivals' must be poisson or constant"),
                            ({"slo_p99_ms": 0}, "'slo_p99_ms' must be a number > 0")):
         with pytest.raises(ConfigError, match=message):
@@ -261,7 +262,7 @@ class BenchService:
         openloop.wait_port(self.port)
 
     def platform(self, path: str) -> dict:
-        return {"url": f"http://127.0.0.1:{self.port}{path}", "kind": "test-server",
+        return {"url": f"http://127.0.0.1:{self.port}{path}",
                 "server_time_metric": "bench_request_duration_seconds", "log_source": "file",
                 "log_file": str(self.log), "resource_source": "proc", "pid": self.proc.pid}
 
@@ -283,8 +284,8 @@ def test_rate_experiment_in_a_bench_run_and_the_report(tmp_path):
                   "stability_max_extra_repetitions": 0, "quiet_check_s": 0.1, "rate_capacity_pct": [25, 50],
                   "rate_duration_s": 2.0, "rate_max_lag_ms": 1000.0, "slo_p99_ms": 500.0}
         path = tmp_path / "bench.json"
-        path.write_text(json.dumps({"profile": "local", "config": config, "platforms": {
-            "function": services[0].platform("/"), "container": services[1].platform("/predict")}}))
+        path.write_text(json.dumps({"profile": "local", "config": config, "platforms": with_kinds({
+            "function": services[0].platform("/"), "container": services[1].platform("/predict")})}))
         proc = bench("init", "--results-dir", tmp_path / "results", "--config", path)
         assert proc.returncode == 0, proc.stderr
         run_dir = Path(json.loads(proc.stdout.splitlines()[-1])["run_dir"])

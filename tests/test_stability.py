@@ -20,6 +20,7 @@ from analysis.bench.stability import Cell, cv_pct, why_more
 from analysis.load import load_results
 from analysis.summarize import per_run
 from analysis.tables import Settings, concurrency_table
+from tests.platform_kinds import with_kinds
 
 REPO = Path(__file__).resolve().parents[1]
 # the experiments after the stability step, switched off where this version of the driver has them
@@ -49,7 +50,7 @@ def test_when_a_cell_asks_for_more() -> None:
 
 
 def test_the_step_runs_after_the_concurrency_runs_and_before_the_probe() -> None:
-    platforms = {"function": {"url": "http://127.0.0.1:9/"}, "container": {"url": "http://127.0.0.1:9/predict"}}
+    platforms = with_kinds({"function": {"url": "http://127.0.0.1:9/"}, "container": {"url": "http://127.0.0.1:9/predict"}})
     plan = make_plan(config_from_dict({"config": {"concurrency": [1, 20]}, "platforms": platforms}), "/r")
     steps = [i.step for i in plan]
     at = steps.index(EXTRA_REPETITIONS)
@@ -97,7 +98,7 @@ def test_an_unstable_cell_gets_extra_repetitions_and_is_flagged(tmp_path: Path) 
         port = s.getsockname()[1]
     log = tmp_path / "server.log"
     config = tmp_path / "bench.json"
-    config.write_text(json.dumps({"profile": "local", "platforms": {"container": {
+    config.write_text(json.dumps({"profile": "local", "platforms": {"container": {"kind": "container",
         "url": f"http://127.0.0.1:{port}/predict", "server_time_metric": "bench_request_duration_seconds",
         "log_source": "file", "log_file": str(log)}}, "config": {
         "concurrency": [1], "repetitions": 2, "requests_per_run": 30, "warmup_requests": 4, "probe_requests": 0,

@@ -17,10 +17,11 @@ import pytest
 
 from analysis.bench import ab, system
 from analysis.bench.config import ConfigError, config_from_dict
+from tests.platform_kinds import with_kinds
 
 REPO = Path(__file__).resolve().parents[1]
 BUSY_LOOP = "import time\nend = time.monotonic() + 60\nwhile time.monotonic() < end: pass\n"
-PLATFORMS = {"function": {"url": "http://127.0.0.1:9/"}, "container": {"url": "http://127.0.0.1:9/predict"}}
+PLATFORMS = with_kinds({"function": {"url": "http://127.0.0.1:9/"}, "container": {"url": "http://127.0.0.1:9/predict"}})
 
 
 @pytest.fixture

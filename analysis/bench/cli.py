@@ -27,8 +27,8 @@ from analysis.bench import ab, micro_app, micro_function, rate
 from analysis.bench.arguments import print_step, run_dir_parser
 from analysis.bench.config import ConfigError, example_config, load_config
 from analysis.bench.manifest import RunFolder, RunFolderError, create, new_run_id, same_config, utc_now
-from analysis.bench.runner import Interrupted, StepError, coldstart, interruptible, probe, run_item, run_one
-from analysis.bench.schema import PLATFORMS
+from analysis.bench.runner import Interrupted, StepError, coldstart, interruptible, probe, run_one
+from analysis.bench.steps import run_item
 
 EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
 
@@ -213,14 +213,15 @@ def _platform_step_parsers(sub: Any) -> None:  # nowarmup, bodylimit (issue 11),
                                    "nowarmup_requests (experiment nowarmup) bounded by nowarmup_timeout_s, remove "
                                    "the copy. Writes raw/nowarmup-<platform>-c1-r1/ (with nowarmup.json: the copy's "
                                    "start-up time).")
-    p.add_argument("--platform", choices=("function",), default="function", help="the function platform")
+    p.add_argument("--platform", default="function",
+                   help="a platform whose kind has a warm-up switch (default: function)")
     p = run_dir_parser(sub, "bodylimit", cmd_bodylimit,
                        help="one POST over the ingress's body limit: which layer answers",
                        description="POST bodylimit_bytes (the payload JPEG, padded) to the platform once and "
                                    "record the status and the layer that answered, from nginx's access log (no "
                                    "upstream status: nginx itself) or the runtime's access log. Writes "
                                    "raw/bodylimit-<platform>/bodylimit.json.")
-    p.add_argument("--platform", choices=("function", "function_ingress"), required=True, help="which path")
+    p.add_argument("--platform", required=True, help="which platform of the run (its kind has the body-limit check)")
     p = run_dir_parser(sub, "autoscale", cmd_autoscale,
                        help="ab load on a cluster platform while its HPA scales; replicas over time",
                        description="The paper profile's autoscaling run (a plan item for each platform of "
@@ -232,7 +233,7 @@ def _platform_step_parsers(sub: Any) -> None:  # nowarmup, bodylimit (issue 11),
                                    "namespace) every autoscale_sample_interval_s, and for autoscale_tail_s after the "
                                    "load. Writes raw/autoscale-<platform>-c<C>/ (autoscale.jsonl, hpa.json, ab's "
                                    "files, done.json); finalize makes autoscale.csv of it.")
-    p.add_argument("--platform", choices=PLATFORMS, required=True,
+    p.add_argument("--platform", required=True,
                    help="which platform (it needs kubeconfig, kubectl_context and kubectl_deployment)")
 
 
@@ -279,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", choices=("warmup", "concurrency", "overload"), required=True,
                    help="warmup (discarded by the analysis; repetition 0), concurrency, or overload (issue 11: "
                         "the short runs at overload_concurrency)")
-    p.add_argument("--platform", choices=PLATFORMS, required=True, help="which service")
+    p.add_argument("--platform", required=True, help="which platform of the run's configuration")
     p.add_argument("--concurrency", type=int, required=True, help="ab -c")
     p.add_argument("--repetition", type=int, required=True, help="1..repetitions; 0 for the warm-up")
     p.add_argument("--requests", type=int, default=None,
@@ -293,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="N sequential POSTs, each on a fresh connection, with Python's http.client: the "
                                    "client's response time and the prediction_ms the service reports. Writes "
                                    "raw/probe-<platform>/probe.jsonl.")
-    p.add_argument("--platform", choices=PLATFORMS, required=True, help="which service")
+    p.add_argument("--platform", required=True, help="which platform of the run's configuration")
     p.add_argument("--requests", type=int, default=None, help="how many (default: the run's probe_requests)")
 
     p = run_dir_parser(sub, "coldstart", cmd_coldstart,
@@ -305,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "scaled 0 -> 1; kubectl-redeploy: its objects (Function, HTTPTrigger) deleted "
                                    "and applied again; timed from the first kubectl command of the start; "
                                    "raw/coldstart-<platform>-<kind>-r<R>/.")
-    p.add_argument("--platform", choices=PLATFORMS, required=True, help="which service")
+    p.add_argument("--platform", required=True, help="which platform of the run's configuration")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--repetition", type=int, help="run this one repetition (what the plan does)")
     group.add_argument("--repetitions", type=int,

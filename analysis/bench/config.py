@@ -5,10 +5,11 @@ The configuration is one JSON object (bench.yml renders it from its variables):
     {
       "profile": "local",
       "config": {"concurrency": [1, 5, 10, 20], "repetitions": 5, ...},   # knobs; omitted ones take DEFAULTS
-      "platforms": {
-        "function":  {"url": "http://127.0.0.1:30080/", "container": "kde-function", ...},
-        "container": {"url": "http://127.0.0.1:30081/predict", "container": "kde-app", ...}
+      "platforms": {                                                      # in report order
+        "function":  {"kind": "kubeless", "url": "http://127.0.0.1:30080/", "container": "kde-function", ...},
+        "container": {"kind": "container", "url": "http://127.0.0.1:30081/predict", "container": "kde-app", ...}
       },
+      "kinds": ["my_package.my_kind"],   # optional: kind modules to import besides analysis/bench/kinds/
       "versions": {"kubeless_runtime_image": "..."},   # optional: versions only the playbook knows
       "docker_host": "unix:///var/run/docker.sock"      # optional: else $DOCKER_HOST, else this default
     }
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from analysis.bench.schema import PLATFORMS
+from analysis.bench import platforms as kinds
 
 # The paper's values where it gives them (c = 1, 5, 10, 20; five repetitions; 10 probe requests).
 DEFAULTS: dict[str, Any] = {
@@ -66,9 +67,9 @@ DEFAULTS: dict[str, Any] = {
     # open-loop (issue 13): the `rate` experiment (analysis/bench/rate.py), after the closed-loop sweep and the probe
     "rate_capacity_pct": [25, 50, 75, 90, 100, 110],  # offered rates in % of each platform's closed-loop capacity
     "rate_rps": [],  # explicit offered rates (req/s) instead; when given, rate_capacity_pct is not used
-    # the paper's two platforms (the through-ingress path's open loop would add ~1 min to the default run);
-    # None: every configured platform; [] skips the experiment
-    "rate_platforms": ["function", "container"],
+    # "direct": every platform not reached via another (the through-ingress path's open loop would add ~1 min to
+    # the default run); None: every configured platform; a list: those; [] skips the experiment
+    "rate_platforms": "direct",
     "rate_duration_s": 10.0,  # seconds of arrivals per rate (6 rates x 2 platforms: ~2.5 min with the drains)
     "rate_arrivals": "poisson",  # poisson (seeded) or constant
     "rate_seed": 1,  # the Poisson schedule's seed: the same at every rate and platform (common random numbers)
@@ -101,6 +102,12 @@ class ConfigError(ValueError):
     """The configuration file is wrong; the message names the key and what is expected."""
 
 
+# Kind names written by runs made before platform kinds were plug-ins (they are read as the kinds they meant).
+LEGACY_KINDS = {"kubeless-runtime": "kubeless", "gunicorn": "container",
+                "kubeless-runtime+ingress-nginx": "ingress-nginx"}
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+
 @dataclass(frozen=True)
 class PlatformConfig:
     """One serving platform as the benchmark reaches and observes it.
@@ -118,7 +125,10 @@ class PlatformConfig:
 
     name: str
     url: str
-    kind: str = ""
+    kind: str = ""  # a registered kind (analysis/bench/platforms.py): kubeless, container, ingress-nginx, ...
+    role: str = ""  # function or baseline; empty: the kind's
+    via: str | None = None  # the platform this one reaches through another hop (its ingress), if any
+    label: str = ""  # how the report names it; empty: the kind's label
     container: str | None = None
     server_time_metric: str | None = None
     metrics_url: str | None = None
@@ -157,18 +167,29 @@ class PlatformConfig:
 class BenchConfig:
     profile: str
     knobs: dict[str, Any]
-    platforms: dict[str, PlatformConfig]
+    platforms: dict[str, PlatformConfig]  # in the configuration's order, which is the report's order
     versions: dict[str, str] = field(default_factory=dict)
     docker_host: str = "unix:///var/run/docker.sock"
+    kind_modules: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "profile": self.profile,
             "config": self.knobs,
             "platforms": {name: p.to_dict() for name, p in self.platforms.items()},
             "versions": self.versions,
             "docker_host": self.docker_host,
         }
+        if self.kind_modules:
+            data["kinds"] = list(self.kind_modules)
+        return data
+
+    def kind(self, name: str) -> kinds.Kind:
+        """The kind of platform `name` (for a platform reached via another, the wrapping kind)."""
+        return kinds.get(self.platforms[name].kind)
+
+    def names(self, role: str | None = None) -> list[str]:
+        return [n for n, p in self.platforms.items() if role is None or p.role == role]
 
     def knob(self, name: str) -> Any:
         return self.knobs[name]
@@ -192,19 +213,28 @@ def load_config(path: Path | str) -> BenchConfig:
 def config_from_dict(data: Any) -> BenchConfig:
     if not isinstance(data, dict):
         raise ConfigError("the configuration must be a JSON object")
-    unknown = set(data) - {"profile", "config", "platforms", "versions", "docker_host"}
+    unknown = set(data) - {"profile", "config", "platforms", "versions", "docker_host", "kinds"}
     if unknown:
         raise ConfigError(f"unknown top-level keys {sorted(unknown)}; expected profile, config, platforms, "
-                          "versions, docker_host")
-    knobs = _knobs(data.get("config") or {})
+                          "versions, docker_host, kinds")
+    modules = data.get("kinds") or []
+    if not isinstance(modules, list) or not all(isinstance(m, str) and m for m in modules):
+        raise ConfigError(f"'kinds' must be a list of module names, got {modules!r}")
+    try:
+        kinds.load_modules(modules)
+    except kinds.UnknownKind as exc:
+        raise ConfigError(str(exc)) from None
     platforms_data = data.get("platforms")
     if not isinstance(platforms_data, dict) or not platforms_data:
-        raise ConfigError(f"'platforms' must map platform names ({', '.join(PLATFORMS)}) to their settings")
+        raise ConfigError("'platforms' must map platform names (e.g. function, container) to their settings")
     platforms = {}
     for name, settings in platforms_data.items():
-        if name not in PLATFORMS:
-            raise ConfigError(f"platform {name!r} is not one of {', '.join(PLATFORMS)}")
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+            raise ConfigError(f"platform name {name!r}: use lower-case letters, digits and _ (it goes into run keys "
+                              "and file names)")
         platforms[name] = _platform(name, settings)
+    _check_roles(platforms)
+    knobs = _knobs(data.get("config") or {}, list(platforms))
     versions = data.get("versions") or {}
     if not isinstance(versions, dict):
         raise ConfigError("'versions' must be an object of name -> version string")
@@ -217,7 +247,20 @@ def config_from_dict(data: Any) -> BenchConfig:
         platforms=platforms,
         versions={str(k): str(v) for k, v in versions.items()},
         docker_host=str(docker_host),
+        kind_modules=tuple(modules),
     )
+
+
+def _check_roles(platforms: dict[str, PlatformConfig]) -> None:
+    """One baseline at most (every function platform is compared with it); `via` names another platform."""
+    baselines = [n for n, p in platforms.items() if p.role == "baseline"]
+    if len(baselines) > 1:
+        raise ConfigError(f"platforms {', '.join(baselines)} all have role 'baseline'; a run compares every function "
+                          "platform with one baseline")
+    for name, p in platforms.items():
+        if p.via is not None and (p.via not in platforms or p.via == name or platforms[p.via].via is not None):
+            raise ConfigError(f"platforms.{name}.via must name another platform of this run that is not itself "
+                              f"reached via one, got {p.via!r}")
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -245,7 +288,7 @@ def _coerce(name: str, value: Any) -> Any:
     return value
 
 
-def _knobs(given: Any) -> dict[str, Any]:
+def _knobs(given: Any, platform_names: list[str]) -> dict[str, Any]:
     if not isinstance(given, dict):
         raise ConfigError("'config' must be an object of knob -> value")
     unknown = set(given) - set(DEFAULTS)
@@ -298,12 +341,12 @@ def _knobs(given: Any) -> dict[str, Any]:
     cpus = knobs["ab_cpus"]
     if not isinstance(cpus, str) or not re.fullmatch(r"auto|none|\d+(-\d+)?(,\d+(-\d+)?)*", cpus):
         raise ConfigError(f"'ab_cpus' must be auto, none or a CPU list such as 4-7 or 2,3 (taskset -c), got {cpus!r}")
-    _rate_knobs(knobs)  # open-loop (issue 13)
-    _autoscale_knobs(knobs)  # autoscaling (paper profile)
+    _rate_knobs(knobs, platform_names)  # open-loop (issue 13)
+    _autoscale_knobs(knobs, platform_names)  # autoscaling (paper profile)
     return knobs
 
 
-def _rate_knobs(knobs: dict[str, Any]) -> None:
+def _rate_knobs(knobs: dict[str, Any], names: list[str]) -> None:
     """The open-loop experiment's knobs (issue 13); a comma-separated rate_platforms is read as a list."""
     for name in ("rate_capacity_pct", "rate_rps"):
         values = knobs[name]
@@ -313,11 +356,11 @@ def _rate_knobs(knobs: dict[str, Any]) -> None:
         if len(set(values)) != len(values):
             raise ConfigError(f"'{name}' lists a value twice: {values!r}")
     chosen = knobs["rate_platforms"]
-    if isinstance(chosen, str):  # -e bench_rate_platforms=function,container
+    if isinstance(chosen, str) and chosen != "direct":  # -e bench_rate_platforms=function,container
         chosen = knobs["rate_platforms"] = [p.strip() for p in chosen.split(",") if p.strip()]
-    if chosen is not None and (not isinstance(chosen, list) or not all(p in PLATFORMS for p in chosen)):
-        raise ConfigError(f"'rate_platforms' must be null (every platform) or a list of {', '.join(PLATFORMS)}, "
-                          f"got {chosen!r}")
+    if chosen not in (None, "direct") and (not isinstance(chosen, list) or not all(p in names for p in chosen)):
+        raise ConfigError(f"'rate_platforms' must be \"direct\", null (every platform) or a list of this run's "
+                          f"platforms ({', '.join(names)}), got {chosen!r}")
     for name in ("rate_duration_s", "rate_max_lag_ms", "slo_p99_ms"):
         if isinstance(knobs[name], bool) or not isinstance(knobs[name], int | float) or not knobs[name] > 0:
             raise ConfigError(f"'{name}' must be a number > 0, got {knobs[name]!r}")
@@ -331,7 +374,7 @@ def _rate_knobs(knobs: dict[str, Any]) -> None:
 
 
 
-def _autoscale_knobs(knobs: dict[str, Any]) -> None:
+def _autoscale_knobs(knobs: dict[str, Any], names: list[str]) -> None:
     """The autoscaling experiment's knobs (paper profile); a comma-separated autoscale_platforms is read as a list."""
     conc = knobs["autoscale_concurrency"]
     if isinstance(conc, bool) or not isinstance(conc, int) or conc < 1:
@@ -345,9 +388,9 @@ def _autoscale_knobs(knobs: dict[str, Any]) -> None:
     chosen = knobs["autoscale_platforms"]
     if isinstance(chosen, str):  # -e bench_autoscale_platforms=function,container
         chosen = knobs["autoscale_platforms"] = [p.strip() for p in chosen.split(",") if p.strip()]
-    if not isinstance(chosen, list) or not all(p in PLATFORMS for p in chosen) or len(set(chosen)) != len(chosen):
-        raise ConfigError(f"'autoscale_platforms' must be a list of distinct platforms ({', '.join(PLATFORMS)}), "
-                          f"got {chosen!r}")
+    if not isinstance(chosen, list) or not all(p in names for p in chosen) or len(set(chosen)) != len(chosen):
+        raise ConfigError(f"'autoscale_platforms' must be a list of distinct platforms of this run "
+                          f"({', '.join(names)}), got {chosen!r}")
 
 
 def _overload_knobs(knobs: dict[str, Any]) -> None:
@@ -383,6 +426,19 @@ def _platform(name: str, settings: Any) -> PlatformConfig:
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not parts.path:
         raise ConfigError(f"platforms.{name}.url must be an http URL with a path, e.g. "
                           f"http://127.0.0.1:30080/, got {url!r}")
+    kind_name = settings.get("kind")
+    if not isinstance(kind_name, str) or not kind_name:
+        raise ConfigError(f"platforms.{name} needs a 'kind', one of {', '.join(sorted(kinds.known()))}, "
+                          f"got {kind_name!r}")
+    try:
+        kind = kinds.get(LEGACY_KINDS.get(kind_name, kind_name))
+    except kinds.UnknownKind as exc:
+        raise ConfigError(f"platforms.{name}.kind: {exc}") from None
+    role = settings.get("role") or kind.role
+    if role not in kinds.ROLES:
+        raise ConfigError(f"platforms.{name}.role must be one of {', '.join(kinds.ROLES)}, got {role!r}")
+    settings = {**settings, "kind": kind.name, "role": role, "label": settings.get("label") or kind.label,
+                "server_time_metric": settings.get("server_time_metric", kind.server_time_metric)}
     container = settings.get("container")
     defaults: dict[str, Any] = {
         "log_source": "docker" if container else "none",
@@ -468,15 +524,13 @@ def example_config() -> dict[str, Any]:
         "platforms": {
             "function": {
                 "url": "http://127.0.0.1:30080/",
-                "kind": "kubeless-runtime",
+                "kind": "kubeless",
                 "container": "kde-function",
-                "server_time_metric": "function_duration_seconds",
             },
             "container": {
                 "url": "http://127.0.0.1:30081/predict",
-                "kind": "gunicorn",
+                "kind": "container",
                 "container": "kde-app",
-                "server_time_metric": "http_request_duration_seconds",
             },
         },
         "versions": {},
@@ -521,9 +575,9 @@ def autoscale_run_key(platform: str, concurrency: int) -> str:
 
 def autoscale_platforms(config: BenchConfig) -> list[str]:
     """The platforms the autoscaling experiment runs on: chosen by autoscale_platforms and reachable by kubectl
-    (a kubeconfig, a context and the Deployment the HPA scales), in PLATFORMS order."""
+    (a kubeconfig, a context and the Deployment the HPA scales), in the configuration's order."""
     chosen = config.knobs["autoscale_platforms"]
-    return [p for p in PLATFORMS if p in chosen and p in config.platforms
+    return [p for p in config.platforms if p in chosen
             and all((config.platforms[p].kubeconfig, config.platforms[p].kubectl_context,
                      config.platforms[p].kubectl_deployment))]
 
@@ -544,11 +598,25 @@ def warmup_concurrency(knobs: dict[str, Any]) -> int:
     return knobs["warmup_concurrency"] or max(knobs["concurrency"])
 
 
+def rate_platforms(config: BenchConfig) -> list[str]:
+    """The platforms of the open-loop experiment, in the configuration's order (the rate_platforms knob)."""
+    chosen = config.knobs["rate_platforms"]
+    if chosen == "direct":
+        return [n for n, p in config.platforms.items() if p.via is None]
+    return list(config.platforms) if chosen is None else [n for n in config.platforms if n in chosen]
+
+
+def nowarmup_platforms(config: BenchConfig) -> list[str]:
+    """Platforms whose kind has a warm-up switch and whose container the step can copy (docker restart)."""
+    return [n for n, p in config.platforms.items()
+            if config.kind(n).warmup_env and p.via is None and p.container and p.restart == "docker"]
+
+
 def make_plan(config: BenchConfig, run_dir: Path | str) -> list[PlanItem]:
     """Every step in the order bench.yml runs them; `argv` is what follows `python -m analysis.bench`."""
     run_dir = str(run_dir)
     knobs = config.knobs
-    names = [p for p in PLATFORMS if p in config.platforms]
+    names = list(config.platforms)
     steps: list[tuple[str, str, str, int | None, int | None, int, list[str]]] = []
 
     def ab_step(experiment: str, platform: str, conc: int, rep: int, requests: int) -> None:
@@ -570,7 +638,7 @@ def make_plan(config: BenchConfig, run_dir: Path | str) -> list[PlanItem]:
             argv = ["probe", run_dir, "--platform", platform, "--requests", str(knobs["probe_requests"])]
             steps.append((probe_run_key(platform), "probe", platform, None, None, knobs["probe_requests"], argv))
     # open-loop (issue 13): offered rates per platform, taken from the capacity the sweep above measured
-    for platform in (names if knobs["rate_platforms"] is None else [p for p in names if p in knobs["rate_platforms"]]):
+    for platform in rate_platforms(config):
         for pct, rps in [(p, None) for p in ([] if knobs["rate_rps"] else knobs["rate_capacity_pct"])] + [
                 (None, r) for r in knobs["rate_rps"]]:
             argv = ["rate-step", run_dir, "--platform", platform,
@@ -582,14 +650,13 @@ def make_plan(config: BenchConfig, run_dir: Path | str) -> list[PlanItem]:
         for platform in names:
             ab_step("overload", platform, conc, 1, knobs["overload_requests"])
     if knobs["bodylimit_bytes"]:
-        for platform in ("function", "function_ingress"):
-            if platform in config.platforms:
+        for platform in names:
+            if config.kind(platform).body_limit_check:
                 steps.append((f"bodylimit-{platform}", "bodylimit", platform, None, None, 1,
                               ["bodylimit", run_dir, "--platform", platform]))
-    function = config.platforms.get("function")
-    if knobs["nowarmup_requests"] and function is not None and function.container and function.restart == "docker":
-        argv = ["nowarmup", run_dir, "--platform", "function"]
-        steps.append((ab_run_key("nowarmup", "function", 1, 1), "nowarmup", "function", 1, 1,
+    for platform in nowarmup_platforms(config) if knobs["nowarmup_requests"] else []:
+        argv = ["nowarmup", run_dir, "--platform", platform]
+        steps.append((ab_run_key("nowarmup", platform, 1, 1), "nowarmup", platform, 1, 1,
                       knobs["nowarmup_requests"], argv))
     for rep in range(1, knobs["coldstart_repetitions"] + 1):
         for platform in names:

@@ -75,6 +75,7 @@ class RunFolder:
             "platforms": self.manifest["platforms"],
             "versions": self.manifest.get("config_versions", {}),
             "docker_host": self.manifest.get("docker_host"),
+            "kinds": self.manifest.get("kinds", []),
         })
 
     @property
@@ -146,6 +147,7 @@ def create(results_dir: Path, run_id: str, config: BenchConfig) -> RunFolder:
         "git_commit": git_commit(),
         "git_dirty": git_dirty(),
         "docker_host": config.docker_host,
+        "kinds": list(config.kind_modules),
         "runs_planned": 0,
         "runs_done": 0,
         "resumed_utc": [],

@@ -26,7 +26,7 @@ from analysis.bench.config import PlatformConfig, rate_run_key
 from analysis.bench.logs import prediction_records
 from analysis.bench.manifest import DONE, RunFolder, read_json, write_json
 from analysis.bench.metrics import server_mean_ms
-from analysis.bench.resources import RESOURCES_FILE
+from analysis.bench.resources import RESOURCES_FILE, cpu_mean, max_or_none, resource_rows, round_or_none
 from analysis.bench.runner import (
     METRICS_AFTER,
     METRICS_BEFORE,
@@ -182,8 +182,6 @@ def rate_tables(run_dirs: list[Path], metrics: dict[str, str | None] | None = No
                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
     """rate_runs.csv and rate_requests.csv rows from finished rate steps (raw/ is the source of truth), and the
     problems found (a raw file that cannot be read). `metrics`: platform -> its server-time metric on /metrics."""
-    from analysis.bench.tidy import _cpu_mean, _max, _resource_rows, _round
-
     metrics = metrics or {}
     runs, requests, problems = [], [], []
     for run_dir in run_dirs:
@@ -202,15 +200,15 @@ def rate_tables(run_dirs: list[Path], metrics: dict[str, str | None] | None = No
             problems.append(f"{key}: cannot read {openloop.RAW_CSV} / {openloop.RAW_JSON} ({exc})")
             continue
         stats = openloop.run_stats(rows, float(record["duration_s"]), float(record["max_lag_ms"]))
-        samples = _resource_rows(run_dir / RESOURCES_FILE, done.get("started_epoch"))
+        samples = resource_rows(run_dir / RESOURCES_FILE, done.get("started_epoch"))
         preds = [p.get("prediction_ms") for p in prediction_records(run_dir)]
         preds = [p for p in preds if isinstance(p, int | float)]
         runs.append(_run_row(key, platform, record, stats, {
-            "server_mean_ms": _round(server_mean_ms(run_dir / METRICS_BEFORE, run_dir / METRICS_AFTER,
+            "server_mean_ms": round_or_none(server_mean_ms(run_dir / METRICS_BEFORE, run_dir / METRICS_AFTER,
                                                     metrics.get(platform))),
-            "prediction_mean_ms": _round(sum(preds) / len(preds)) if preds else None,
-            "cpu_mean_pct": _round(_cpu_mean(samples), 2),
-            "cpu_max_pct": _round(_max([x["cpu_pct"] for x in samples]), 2),
+            "prediction_mean_ms": round_or_none(sum(preds) / len(preds)) if preds else None,
+            "cpu_mean_pct": round_or_none(cpu_mean(samples), 2),
+            "cpu_max_pct": round_or_none(max_or_none([x["cpu_pct"] for x in samples]), 2),
             "started_utc": done.get("started_utc"), "outcome": "ok", "error": None}))
         requests.extend(_requests_rows(key, platform, rows))
     return runs, requests, problems

@@ -281,3 +281,51 @@ class ResourceSampler:
             self._file.close()
         return {"source": self.source.name, "interval_s": self.interval_s, "samples": self.samples,
                 "errors": self.errors, "first_error": self.first_error}
+
+
+# ------------------------------------------------------------------ reading the samples back (finalize, rate)
+def resource_rows(path: Path, started_epoch: float | None = None) -> list[dict[str, Any]]:
+    """Samples with CPU % of one core over the interval since the previous sample (none for the first).
+
+    t_s is counted from the start of ab (negative for the baseline taken just before it) when the run
+    recorded that start; else from the sampler's start.
+    """
+    if not path.exists():
+        return []
+    rows, previous = [], None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            s = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short when the sampler was killed
+        cpu_pct = None
+        if previous is not None and s.get("cpu_usage_ns") is not None and previous.get("cpu_usage_ns") is not None:
+            dt = s["t_s"] - previous["t_s"]
+            d_cpu = s["cpu_usage_ns"] - previous["cpu_usage_ns"]
+            if dt > 0 and d_cpu >= 0:
+                cpu_pct = round(d_cpu / (dt * 1e9) * 100.0, 2)
+        t_s = s["t_s"] if started_epoch is None or "epoch" not in s else round(s["epoch"] - started_epoch, 4)
+        rows.append({"t_s": t_s, "cpu_pct": cpu_pct, "mem_bytes": s.get("mem_bytes"),
+                     "mem_limit_bytes": s.get("mem_limit_bytes"), "cpu_usage_ns": s.get("cpu_usage_ns")})
+        previous = s
+    return rows
+
+
+def cpu_mean(rows: list[dict[str, Any]]) -> float | None:
+    """Time-weighted: CPU time used between the first and last sample over the time between them."""
+    usable = [r for r in rows if r["cpu_usage_ns"] is not None]
+    if len(usable) < 2 or usable[-1]["t_s"] <= usable[0]["t_s"]:
+        return None
+    cpu_ns = usable[-1]["cpu_usage_ns"] - usable[0]["cpu_usage_ns"]
+    return cpu_ns / ((usable[-1]["t_s"] - usable[0]["t_s"]) * 1e9) * 100
+
+
+def round_or_none(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def max_or_none(values: list[Any]) -> float | None:
+    values = [v for v in values if v is not None]
+    return max(values) if values else None

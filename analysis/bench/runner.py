@@ -27,9 +27,7 @@ from analysis.bench.client import DockerError, docker_inspect, request
 from analysis.bench.cluster import ClusterError, ClusterRestart, check_kubeconfig
 from analysis.bench.config import (
     COLDSTART_KINDS,
-    EXTRA_REPETITIONS,
     RESTARTS,
-    PlanItem,
     PlatformConfig,
     ab_run_key,
     coldstart_run_key,
@@ -597,32 +595,3 @@ def autoscale(folder: RunFolder, platform_name: str) -> StepResult:
             + (f", replica ready after {scale['ready_s']:.0f} s" if scale["ready_s"] is not None else "")
             + f"; {samples_info['samples']} samples ({samples_info['errors']} failed)")
     return StepResult(run_key, False, f"{position} {run_key}: {line}")
-
-
-# ------------------------------------------------------------------------------------------- the plan
-def run_item(folder: RunFolder, item: PlanItem) -> StepResult:
-    if item.step in ("warmup", "concurrency", "overload"):
-        assert item.concurrency is not None and item.repetition is not None
-        return run_one(folder, item.step, item.platform, item.concurrency, item.repetition, item.requests)
-    if item.step == "nowarmup":  # issue 11
-        from analysis.bench.nowarmup import nowarmup
-        return nowarmup(folder, item.platform, item.requests)
-    if item.step == "bodylimit":  # issue 11
-        from analysis.bench.bodylimit import bodylimit
-        return bodylimit(folder, item.platform)
-    if item.step == EXTRA_REPETITIONS:  # issue 14
-        from analysis.bench.stability import run_extra
-        return run_extra(folder)
-    if item.step == "rate":  # issue 13
-        from analysis.bench.rate import rate_step
-        value = float(item.argv[-1])
-        return rate_step(folder, item.platform, *((value, None) if "--capacity-pct" in item.argv else (None, value)))
-    if item.step == "probe":
-        return probe(folder, item.platform, item.requests)
-    if item.step == "autoscale":  # paper profile
-        return autoscale(folder, item.platform)
-    if item.step == "coldstart":
-        assert item.repetition is not None
-        restart = item.argv[item.argv.index("--restart") + 1] if "--restart" in item.argv else None
-        return coldstart(folder, item.platform, item.repetition, restart)
-    raise StepError(f"unknown step {item.step!r}")

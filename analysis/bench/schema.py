@@ -16,8 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SCHEMA_VERSION = 2
-# function_ingress (issue 11): the function through nginx as ingress-nginx 0.16.2 renders its HTTPTrigger
-PLATFORMS = ("function", "container", "function_ingress")
 
 # Why a request did not get a complete 2xx answer; each failed request is counted under exactly one cause.
 #   non_2xx      a whole reply with another status (408 from the runtime's join, 413, 500, 502/504 from a proxy)

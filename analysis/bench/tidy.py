@@ -19,60 +19,13 @@ from analysis.bench import ab, autoscale, layers, rate, schema
 from analysis.bench.logs import prediction_records
 from analysis.bench.manifest import DONE, RunFolder, read_json, utc_now
 from analysis.bench.metrics import server_mean_ms
-from analysis.bench.resources import RESOURCES_FILE
+from analysis.bench.resources import RESOURCES_FILE, cpu_mean, max_or_none, resource_rows, round_or_none
 from analysis.bench.runner import COLDSTART_FILE, METRICS_AFTER, METRICS_BEFORE, PROBE_FILE
 
 # the column order of the two ab tables as finalize writes them (every table's comes from schema.py)
 RUNS_COLUMNS = schema.RUNS.names
 REQUESTS_COLUMNS = schema.REQUESTS.names
 PERCENTILES = (50, 90, 95, 99)
-
-
-def _resource_rows(path: Path, started_epoch: float | None = None) -> list[dict[str, Any]]:
-    """Samples with CPU % of one core over the interval since the previous sample (none for the first).
-
-    t_s is counted from the start of ab (negative for the baseline taken just before it) when the run
-    recorded that start; else from the sampler's start.
-    """
-    if not path.exists():
-        return []
-    rows, previous = [], None
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        try:
-            s = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short when the sampler was killed
-        cpu_pct = None
-        if previous is not None and s.get("cpu_usage_ns") is not None and previous.get("cpu_usage_ns") is not None:
-            dt = s["t_s"] - previous["t_s"]
-            d_cpu = s["cpu_usage_ns"] - previous["cpu_usage_ns"]
-            if dt > 0 and d_cpu >= 0:
-                cpu_pct = round(d_cpu / (dt * 1e9) * 100.0, 2)
-        t_s = s["t_s"] if started_epoch is None or "epoch" not in s else round(s["epoch"] - started_epoch, 4)
-        rows.append({"t_s": t_s, "cpu_pct": cpu_pct, "mem_bytes": s.get("mem_bytes"),
-                     "mem_limit_bytes": s.get("mem_limit_bytes"), "cpu_usage_ns": s.get("cpu_usage_ns")})
-        previous = s
-    return rows
-
-
-def _cpu_mean(rows: list[dict[str, Any]]) -> float | None:
-    """Time-weighted: CPU time used between the first and last sample over the time between them."""
-    usable = [r for r in rows if r["cpu_usage_ns"] is not None]
-    if len(usable) < 2 or usable[-1]["t_s"] <= usable[0]["t_s"]:
-        return None
-    cpu_ns = usable[-1]["cpu_usage_ns"] - usable[0]["cpu_usage_ns"]
-    return cpu_ns / ((usable[-1]["t_s"] - usable[0]["t_s"]) * 1e9) * 100
-
-
-def _round(value: float | None, digits: int = 3) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-def _max(values: list[Any]) -> float | None:
-    values = [v for v in values if v is not None]
-    return max(values) if values else None
 
 
 def finalize(folder: RunFolder) -> tuple[list[str], list[str]]:
@@ -162,7 +115,7 @@ def _ab_run(folder: RunFolder, run_dir: Path, done: dict[str, Any]
             for r, flag in zip(result.requests, flags, strict=True)]
     served = np.array([r.total_ms for r, flag in zip(result.requests, flags, strict=True) if flag], dtype=float)
     failed = [r.total_ms for r, flag in zip(result.requests, flags, strict=True) if not flag]
-    samples = _resource_rows(run_dir / RESOURCES_FILE, done.get("started_epoch"))
+    samples = resource_rows(run_dir / RESOURCES_FILE, done.get("started_epoch"))
     platform = folder.config.platforms.get(platform_name)
     s = result.summary
     row: dict[str, Any] = {**ident, "requests": done["requests"]}
@@ -173,26 +126,26 @@ def _ab_run(folder: RunFolder, run_dir: Path, done: dict[str, Any]
                    timeout=classes.timeout, length_mismatch=classes.length_mismatch, failed=f.total,
                    failed_connect=f.connect, failed_receive=f.receive, failed_length=f.length,
                    failed_exceptions=f.exceptions, time_taken_s=s.time_taken_s, requests_per_s=s.requests_per_s,
-                   served_per_s=_round(classes.served / s.time_taken_s) if s.time_taken_s else None)
+                   served_per_s=round_or_none(classes.served / s.time_taken_s) if s.time_taken_s else None)
         row.update(
-            mean_ms=_round(float(served.mean())) if served.size else None,
+            mean_ms=round_or_none(float(served.mean())) if served.size else None,
             min_ms=float(served.min()) if served.size else None,
             max_ms=float(served.max()) if served.size else None,
-            failed_mean_ms=_round(sum(failed) / len(failed)) if failed else None,
-            **{f"p{p}_ms": (_round(float(np.percentile(served, p)))
+            failed_mean_ms=round_or_none(sum(failed) / len(failed)) if failed else None,
+            **{f"p{p}_ms": (round_or_none(float(np.percentile(served, p)))
                             if served.size >= schema.samples_needed(p) else None) for p in PERCENTILES},
         )
     row.update(
-    server_mean_ms=_round(server_mean_ms(run_dir / METRICS_BEFORE, run_dir / METRICS_AFTER,
+    server_mean_ms=round_or_none(server_mean_ms(run_dir / METRICS_BEFORE, run_dir / METRICS_AFTER,
                                              platform.server_time_metric if platform else None)),
     )
     preds = [r.get("prediction_ms") for r in prediction_records(run_dir)]
     preds = [p for p in preds if isinstance(p, int | float)]
     row.update(
-        prediction_mean_ms=_round(sum(preds) / len(preds)) if preds else None,
-        cpu_mean_pct=_round(_cpu_mean(samples), 2),
-        cpu_max_pct=_round(_max([x["cpu_pct"] for x in samples]), 2),
-        mem_max_bytes=_max([x["mem_bytes"] for x in samples]),
+        prediction_mean_ms=round_or_none(sum(preds) / len(preds)) if preds else None,
+        cpu_mean_pct=round_or_none(cpu_mean(samples), 2),
+        cpu_max_pct=round_or_none(max_or_none([x["cpu_pct"] for x in samples]), 2),
+        mem_max_bytes=max_or_none([x["mem_bytes"] for x in samples]),
         mem_limit_bytes=next((x["mem_limit_bytes"] for x in reversed(samples) if x["mem_limit_bytes"]), None),
         started_utc=done["started_utc"],
         outcome=result.outcome if done.get("outcome") != "interrupted" else "interrupted",
@@ -203,9 +156,9 @@ def _ab_run(folder: RunFolder, run_dir: Path, done: dict[str, Any]
                                                  "others_cpu_pct")},
                busy=None if competition.get("busy") is None else int(competition["busy"]),
                reference_ms=(done.get("reference") or {}).get("reference_ms"))
-    resource_rows = [{"run_key": key, "platform": platform_name, "t_s": x["t_s"], "cpu_pct": x["cpu_pct"],
-                      "mem_bytes": x["mem_bytes"], "mem_limit_bytes": x["mem_limit_bytes"]} for x in samples]
-    return row, rows, resource_rows
+    sample_rows = [{"run_key": key, "platform": platform_name, "t_s": x["t_s"], "cpu_pct": x["cpu_pct"],
+                    "mem_bytes": x["mem_bytes"], "mem_limit_bytes": x["mem_limit_bytes"]} for x in samples]
+    return row, rows, sample_rows
 
 
 def _probe_rows(run_dir: Path, platform_name: str) -> list[dict[str, Any]]:
