@@ -43,8 +43,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
+from analysis import capacity, tables
 from analysis import report as doc
-from analysis import tables
 from analysis.bench.schema import samples_needed
 from analysis.load import Results, ResultsError, load_results
 
@@ -147,14 +147,11 @@ def closed_loop_cells(r: Results) -> dict[tuple[str, str, float], Reps]:
             for (p, c), cell in req.groupby(["platform", "concurrency"], sort=False)}
 
 
-def open_loop_cells(folder: Path) -> tuple[dict[tuple[str, str, float], Reps], dict[tuple, float]]:
+def open_loop_cells(r: Results) -> tuple[dict[tuple[str, str, float], Reps], dict[tuple, float]]:
     """(platform, "rate % of capacity" or "rate rps", level) -> served latency_ms of the valid open-loop runs, one
     array per run, and each cell's offered rate; empty when the folder has no open-loop tables (runs made before
-    they existed)."""
-    runs_path, req_path = folder / "rate_runs.csv", folder / "rate_requests.csv"
-    if not (runs_path.exists() and req_path.exists()):
-        return {}, {}
-    runs, req = pd.read_csv(runs_path), pd.read_csv(req_path)
+    they existed). The tables are read through the schema, like every other (capacity.load)."""
+    runs, req = capacity.load(r)
     if not len(runs) or not len(req):
         return {}, {}
     ok = runs
@@ -335,8 +332,8 @@ def compare(a: Results, b: Results, s: Settings) -> tuple[pd.DataFrame, list[str
     """The table of every cell both runs have, and notes. Raises Incomparable when they measured different things."""
     reasons, notes = comparability(a, b, s.common_cells)
     cells_a, cells_b = closed_loop_cells(a), closed_loop_cells(b)
-    rates_a, offered_a = open_loop_cells(a.folder)
-    rates_b, offered_b = open_loop_cells(b.folder)
+    rates_a, offered_a = open_loop_cells(a)
+    rates_b, offered_b = open_loop_cells(b)
     if bool(rates_a) != bool(rates_b):
         notes.append("only run " + ("A" if rates_a else "B") + " has open-loop (rate) runs: they are not compared")
     elif rates_a:

@@ -218,6 +218,8 @@ def test_the_plan_runs_each_kubectl_restart_as_its_own_series_and_leaves_docker_
         "coldstart-function-replicas_0_to_1-r2", "coldstart-function-deploy_to_first_200-r2"]
     assert plan[1].argv == ["coldstart", "/r", "--platform", "function", "--repetition", "1",
                             "--restart", "kubectl-redeploy"]
+    # the dispatcher reads the restart from the item's own field, never back from argv
+    assert [i.restart for i in plan] == ["kubectl-scale", "kubectl-redeploy"] * 2
 
 
 # --- roles/cluster_bench -----------------------------------------------------------------------------------------

@@ -242,6 +242,8 @@ def test_rate_knobs_and_plan():
     assert keys.index("rate-function-25pct") > max(i for i, k in enumerate(keys) if k.startswith("concurrency-"))
     only = make_plan(config_from_dict({**base, "config": {"rate_platforms": "container", "rate_rps": [5, 12.5]}}), "/r")
     assert [i.run_key for i in only if i.step == "rate"] == ["rate-container-5rps", "rate-container-12.5rps"]
+    assert [(i.capacity_pct, i.rps) for i in only if i.step == "rate"] == [(None, 5), (None, 12.5)]
+    assert (rate[0].capacity_pct, rate[0].rps) == (25, None)
     assert not [i for i in make_plan(config_from_dict({**base, "config": {"rate_capacity_pct": []}}), "/r")
                 if i.step == "rate"]
     for knobs, message in (({"rate_capacity_pct": [0]}, "'rate_capacity_pct' must be a list of numbers > 0"),

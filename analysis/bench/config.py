@@ -550,6 +550,10 @@ class PlanItem:
     repetition: int | None
     requests: int
     argv: list[str]
+    # typed settings of the steps that have them, so the dispatcher never parses argv back
+    capacity_pct: float | None = None  # rate: the offered rate in % of the closed-loop capacity
+    rps: float | None = None  # rate: or the offered rate itself
+    restart: str | None = None  # coldstart: which of the platform's restarts
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -617,7 +621,7 @@ def make_plan(config: BenchConfig, run_dir: Path | str) -> list[PlanItem]:
     run_dir = str(run_dir)
     knobs = config.knobs
     names = list(config.platforms)
-    steps: list[tuple[str, str, str, int | None, int | None, int, list[str]]] = []
+    steps: list[tuple] = []  # PlanItem's fields after index, in order; a trailing dict holds the typed settings
 
     def ab_step(experiment: str, platform: str, conc: int, rep: int, requests: int) -> None:
         argv = ["run-one", run_dir, "--experiment", experiment, "--platform", platform,
@@ -644,7 +648,8 @@ def make_plan(config: BenchConfig, run_dir: Path | str) -> list[PlanItem]:
             argv = ["rate-step", run_dir, "--platform", platform,
                     *(["--capacity-pct", f"{pct:g}"] if rps is None else ["--rps", f"{rps:g}"])]
             steps.append((rate_run_key(platform, pct, rps), "rate", platform, None, None,
-                          0 if rps is None else round(rps * knobs["rate_duration_s"]), argv))
+                          0 if rps is None else round(rps * knobs["rate_duration_s"]), argv,
+                          {"capacity_pct": pct, "rps": rps}))
     # issue 11: the overload region (one short run per platform and concurrency), then the WARMUP_CALLS=0 variant
     for conc in knobs["overload_concurrency"]:
         for platform in names:
@@ -664,10 +669,11 @@ def make_plan(config: BenchConfig, run_dir: Path | str) -> list[PlanItem]:
                 argv = ["coldstart", run_dir, "--platform", platform, "--repetition", str(rep)]
                 if restart != "docker":
                     argv += ["--restart", restart]
-                steps.append((coldstart_run_key(platform, rep, restart), "coldstart", platform, None, rep, 1, argv))
+                steps.append((coldstart_run_key(platform, rep, restart), "coldstart", platform, None, rep, 1, argv,
+                              {"restart": restart}))
     # autoscaling (paper profile), last: the HPA leaves the platform with more replicas than the runs above had
     for platform in autoscale_platforms(config):
         conc = knobs["autoscale_concurrency"]
         steps.append((autoscale_run_key(platform, conc), "autoscale", platform, conc, None, 0,
                       ["autoscale", run_dir, "--platform", platform]))
-    return [PlanItem(i, *step) for i, step in enumerate(steps, start=1)]
+    return [PlanItem(i, *step[:7], **(step[7] if len(step) > 7 else {})) for i, step in enumerate(steps, start=1)]

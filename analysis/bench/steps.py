@@ -26,14 +26,12 @@ def run_item(folder: RunFolder, item: PlanItem) -> StepResult:
     if item.step == EXTRA_REPETITIONS:  # issue 14
         return run_extra(folder)
     if item.step == "rate":  # issue 13
-        value = float(item.argv[-1])
-        return rate_step(folder, item.platform, *((value, None) if "--capacity-pct" in item.argv else (None, value)))
+        return rate_step(folder, item.platform, item.capacity_pct, item.rps)
     if item.step == "probe":
         return probe(folder, item.platform, item.requests)
     if item.step == "autoscale":  # paper profile
         return autoscale(folder, item.platform)
     if item.step == "coldstart":
         assert item.repetition is not None
-        restart = item.argv[item.argv.index("--restart") + 1] if "--restart" in item.argv else None
-        return coldstart(folder, item.platform, item.repetition, restart)
+        return coldstart(folder, item.platform, item.repetition, None if item.restart == "docker" else item.restart)
     raise StepError(f"unknown step {item.step!r}")
