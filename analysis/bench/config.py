@@ -188,9 +188,6 @@ class BenchConfig:
         """The kind of platform `name` (for a platform reached via another, the wrapping kind)."""
         return kinds.get(self.platforms[name].kind)
 
-    def names(self, role: str | None = None) -> list[str]:
-        return [n for n, p in self.platforms.items() if role is None or p.role == role]
-
     def knob(self, name: str) -> Any:
         return self.knobs[name]
 
