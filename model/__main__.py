@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, required=True, help="path to model.keras (labels.json beside it)")
     p.add_argument("--format", choices=["litert", "h5"], default="litert",
                    help="litert (default): model.tflite; h5: model.h5, the weights in the HDF5 layout Keras 2.2 "
-                        "reads, for the 2018 python3.6 function (function/kubeless_py36); rewritten only on change")
+                        "reads, for the 2018 python3.6 function (function/kubeless/py36); rewritten only on change")
     p.add_argument("--check-images", type=int, default=50,
                    help="held-out synthetic photos used for the agreement check (default 50)")
     p.add_argument("--min-agreement", type=float, default=0.98,

@@ -72,7 +72,7 @@ def export_h5(model_path: Path) -> tuple[Path, bool]:
     """Write model.h5 beside model.keras: the CNN's weights in the HDF5 layout Keras 2.2's `load_weights` reads.
 
     Why weights only: a Keras 3 model config cannot be deserialized by Keras 2.2, and the model's Rescaling layer
-    does not exist there. The 2018 function (function/kubeless_py36/handler.py) builds the same layers with the
+    does not exist there. The 2018 function (function/kubeless/py36/handler.py) builds the same layers with the
     Keras 2.2 API, divides the pixels by 255 itself, and loads these weights by position, as Keras 2.2 does. The
     root attributes image_size, num_classes and dense_units tell it the shapes. Returns (path, changed): the file
     is rewritten only when its content would change.

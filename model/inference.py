@@ -1,6 +1,6 @@
 """The one inference core: request body -> image -> tensor -> prediction -> fixed-length result.
 
-Both the Kubeless function (function/handler.py) and the container server (image/server.py) call this
+Both the Kubeless function (function/kubeless/handler.py) and the container server (image/server.py) call this
 module and nothing else for decoding, preprocessing, prediction and response formatting, so any difference
 in their numbers comes from the serving platform, not from the model path.
 

@@ -82,7 +82,7 @@ FUNCTION_CONTEXT_MODEL = "build/test-function-model"  # inside the build context
 
 @pytest.fixture(scope="session")
 def function_image(base_image, wheelhouse, trained_model_dir) -> Iterator[str]:
-    """function/Dockerfile with the session's model baked in, built once by the harness the micro-benchmark's
+    """function/kubeless/Dockerfile with the session's model baked in, built once by the harness the micro-benchmark's
     --build uses; removed at the end with --no-prune, so the dependency layers (TensorFlow) stay as build cache."""
     from analysis.bench.micro_harness import build_image, docker
 
@@ -91,7 +91,7 @@ def function_image(base_image, wheelhouse, trained_model_dir) -> Iterator[str]:
     shutil.copytree(trained_model_dir, context_model)
     tag = f"kde-test-function:{uuid.uuid4().hex[:8]}"
     try:
-        build_image("function/Dockerfile", tag, base_image, model_dir=FUNCTION_CONTEXT_MODEL)
+        build_image("function/kubeless/Dockerfile", tag, base_image, model_dir=FUNCTION_CONTEXT_MODEL)
         yield tag
     finally:
         docker("rmi", "--no-prune", tag, check=False)

@@ -26,7 +26,7 @@ from PIL import Image
 from tests.http_client import Response, free_port, request  # re-exported
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-FUNCTION_DIR = REPO_ROOT / "function"
+FUNCTION_DIR = REPO_ROOT / "function" / "kubeless"
 RUNTIME = FUNCTION_DIR / "runtime" / "kubeless.py"
 PROBE_DIR = Path(__file__).resolve().parent / "function_probe"
 SERVER_START_TIMEOUT_S = 180  # TensorFlow import + model load + warm-up, on 2 busy cores
@@ -97,7 +97,7 @@ def json_image_body(data: bytes) -> bytes:
 
 # ------------------------------------------------------------------------------------------------ server
 class RuntimeServer:
-    """The runtime (function/runtime/kubeless.py) as a real subprocess serving on 127.0.0.1."""
+    """The runtime (function/kubeless/runtime/kubeless.py) as a real subprocess serving on 127.0.0.1."""
 
     def __init__(self, log_dir: Path, code_dir: Path, mod_name: str, handler: str, **env: str) -> None:
         self.port = free_port()
@@ -165,7 +165,7 @@ def running(log_dir: Path, code_dir: Path, mod_name: str, handler: str, **env: s
 
 
 def function_server(log_dir: Path, model_dir: Path, **env: str) -> contextlib.AbstractContextManager[RuntimeServer]:
-    """The real prediction function (function/handler.py) with the real model behind the runtime."""
+    """The real prediction function (function/kubeless/handler.py) with the real model behind the runtime."""
     return running(log_dir, FUNCTION_DIR, "handler", "predict", MODEL_DIR=str(model_dir), **env)
 
 

@@ -1,4 +1,4 @@
-"""The prediction function (function/handler.py) behind the real runtime, with the real model, over real HTTP.
+"""The prediction function (function/kubeless/handler.py) behind the real runtime, with the real model, over real HTTP.
 
 Covers every status a client can get (200/400/408/413/415/500), the JSON log line, the metrics, and the
 fork-safety regression: the model is loaded with TensorFlow in the runtime's parent process and each call

@@ -1,4 +1,4 @@
-"""function/Dockerfile builds on the real Docker engine and the container serves the function like Kubeless.
+"""function/kubeless/Dockerfile builds on the real Docker engine and the container serves the function like Kubeless.
 
 Built FROM the local debootstrap base (no registry is reachable), dependencies from the wheelhouse, with the
 session's trained model baked in; run the local profile's way (--cpus 2 --memory 2g, port on 127.0.0.1).

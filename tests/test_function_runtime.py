@@ -1,4 +1,4 @@
-"""The runtime (function/runtime/kubeless.py) keeps the Kubeless alpha.8 Python contract.
+"""The runtime (function/kubeless/runtime/kubeless.py) keeps the Kubeless alpha.8 Python contract.
 
 Real runtime process, real HTTP, serving tests/function_probe/probe.py (a function that does what the query
 asks), in the faithful mode (the default) and in the repaired mode.

@@ -155,12 +155,12 @@ def controller_env(function: dict) -> dict[str, str]:
 
 def test_4_controller_passes_handler_timeout_and_memory_limit(rendered):
     defaults = yaml.safe_load((ROOT / "roles/kubeless_function/defaults/main.yml").read_text())
-    for folder, source in (("kubeless_function", "kubeless_py36/handler.py"),
-                           ("kubeless_function_hpa", "kubeless_py36/handler.py"),
+    for folder, source in (("kubeless_function", "py36/handler.py"),
+                           ("kubeless_function_hpa", "py36/handler.py"),
                            ("kubeless_function_py311", "handler.py")):
         function = load_docs(rendered / folder / "function.yaml")[0]
         spec = function["spec"]
-        code = (ROOT / "function" / source).read_text()
+        code = (ROOT / "function" / "kubeless" / source).read_text()
         assert spec["function"] == code and spec["function-content-type"] == "text"
         assert spec["checksum"] == "sha256:" + hashlib.sha256(code.encode()).hexdigest()
         env = controller_env(function)
@@ -295,7 +295,7 @@ def probe_tolerates(probe: dict, start_s: float, busy_reply_s: float, busy_for_s
 
 
 def test_7_function_liveness_probe_survives_a_slow_start_and_load(rendered):
-    # function/README.md: c=20 p99 up to 4.5 s on a 2-core machine (keras, faithful runtime); start on a loaded 2018
+    # function/kubeless/README.md: c=20 p99 up to 4.5 s on a 2-core machine (keras, faithful runtime); start on a loaded 2018
     # vCPU: assume up to a minute for the TensorFlow import, the model load and the warm-up
     start_s, busy_reply_s, benchmark_run_s = 60, 4.5, 120
     for folder in ("kubeless_function", "kubeless_function_hpa", "mirror/kubeless_function"):

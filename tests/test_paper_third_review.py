@@ -29,7 +29,7 @@ from tests.test_paper_findings import budget_fit, function_container, quantity_m
 from tests.test_paper_profile import INVENTORY, ROOT, ansible_env, inventory_value, load_docs
 
 VENV_BIN = Path(sys.executable).parent
-PY36 = ROOT / "function" / "kubeless_py36"
+PY36 = ROOT / "function" / "kubeless" / "py36"
 MIB = 1024 * 1024
 
 
@@ -269,7 +269,7 @@ def run_function_role(tmp_path: Path, address: str, hpa: dict | None, **extra: o
         "kubeless_function_model_host_dir": str(tmp_path / "vm-model"),
         "kubeless_function_py36_source": str(PY36 / "handler.py"),
         "kubeless_function_py36_deps": str(PY36 / "requirements.txt"),
-        "kubeless_function_source": str(ROOT / "function" / "handler.py"),
+        "kubeless_function_source": str(ROOT / "function" / "kubeless" / "handler.py"),
         "kubeless_function_object_delay": 0, "kubeless_function_ready_delay": 0, **extra,
     }
     result = playbook(play, "-e", json.dumps(variables),
@@ -344,7 +344,7 @@ def test_6_the_py36_handler_parses_with_the_python_3_6_grammar():
     assert not [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.returns is not None]
     assert "dataclasses" not in imported
     # and the check can fail: today's handler does not parse as 3.6 or imports 3.7+ features
-    today = (ROOT / "function" / "handler.py").read_text()
+    today = (ROOT / "function" / "kubeless" / "handler.py").read_text()
     assert "from __future__ import annotations" in today
 
 

@@ -48,7 +48,7 @@ INGRESS_ACCESS = "ingress.access.log"
 INGRESS_ERROR = "ingress.error.log"
 INGRESS_INFO = "ingress.json"
 
-# The runtime's access line: Apache combined + "<s>/<us>" (function/runtime/access_log.py)
+# The runtime's access line: Apache combined + "<s>/<us>" (function/kubeless/runtime/access_log.py)
 _RUNTIME_LINE = re.compile(r'^\S+ \S+ \S+ \[[^\]]+\] "(?P<method>[A-Z]+) (?P<path>\S+) [^"]*" (?P<status>\d{3}) ')
 # ingress-nginx 0.16.2's upstreaminfo format (roles/local_ingress/templates/nginx.conf.j2)
 _NGINX_LINE = re.compile(

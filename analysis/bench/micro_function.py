@@ -174,7 +174,7 @@ def print_row(row: dict[str, Any]) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", default=DEFAULT_IMAGE, help=f"image to run (default {DEFAULT_IMAGE})")
     parser.add_argument("--build", action="store_true",
-                        help="docker build -f function/Dockerfile first, tagged --image (needs build/wheelhouse and "
+                        help="docker build -f function/kubeless/Dockerfile first, tagged --image (needs build/wheelhouse and "
                              "build/model with model.keras and model.tflite)")
     parser.add_argument("--base-image", default=DEFAULT_BASE_IMAGE,
                         help=f"BASE_IMAGE for --build (default {DEFAULT_BASE_IMAGE}); offline use "
@@ -205,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
             raise MicroBenchError(f"{', '.join(missing)} missing: run scripts/build-wheelhouse.sh and "
                                   "`python -m model train` and `python -m model export`")
         print(f"building {args.image} FROM {args.base_image} ...", flush=True)
-        build_image("function/Dockerfile", args.image, args.base_image)
+        build_image("function/kubeless/Dockerfile", args.image, args.base_image)
     payload = payload_file(args.payload, args.out)
     print(f"payload {payload} ({payload.stat().st_size} bytes), {args.requests} requests per run\n{HEADER}")
     rows = []

@@ -1,6 +1,6 @@
 """A Kubeless function that exercises the runtime: `POST /?action=NAME` picks what it does.
 
-Served by function/runtime/kubeless.py in tests/test_function_runtime.py; not a pytest module.
+Served by function/kubeless/runtime/kubeless.py in tests/test_function_runtime.py; not a pytest module.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ over one pipe buffer) are part of what the project measures, so this file reprod
 
 KUBELESS_RUNTIME_MODE=repaired switches to the behaviour of the later kubeless/runtimes fixes (read the result
 before joining, no reliance on `is_alive()` after a concurrent fork, a clean 500 when the result cannot be sent
-back, a returned `bottle.HTTPResponse` is not a failure). See function/README.md for every switch.
+back, a returned `bottle.HTTPResponse` is not a failure). See function/kubeless/README.md for every switch.
 
 Run:  MOD_NAME=handler FUNC_HANDLER=predict python3 kubeless.py
 """
