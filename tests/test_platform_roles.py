@@ -1,0 +1,66 @@
+"""One role per platform kind (roles/kind_<kind>), driven by the inventory's `platforms:` list: every platform of
+the local inventory has its kind's role with a deploy and a teardown entry point that take the entry as
+`platform`; the deploy and teardown playbooks pick the role from the kind and nothing else; and no role copies
+an option definition from `main` into a secondary entry point (they share it through a YAML anchor)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from analysis.bench import platforms as registry
+
+ROOT = Path(__file__).resolve().parents[1]
+INVENTORY = yaml.safe_load((ROOT / "inventory" / "local" / "group_vars" / "all.yml").read_text())
+
+
+def role_of(entry: dict) -> Path:
+    name = (entry.get("deploy") or {}).get("role") or "kind_" + entry["kind"].replace("-", "_")
+    return ROOT / "roles" / name
+
+
+def test_every_local_platform_has_its_kind_role_with_deploy_and_teardown():
+    entries = INVENTORY["platforms"]
+    assert {e["name"] for e in entries} >= {"function", "container", "function_ingress"}
+    for entry in entries:
+        assert entry["kind"] in registry.known(), entry
+        role = role_of(entry)
+        assert (role / "tasks" / "main.yml").is_file() and (role / "tasks" / "teardown.yml").is_file(), role
+        specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+        for entry_point in ("main", "teardown"):
+            assert specs[entry_point]["options"]["platform"]["required"] is True, (role, entry_point)
+        # what the role reads of the entry is in the entry: a key the tasks use under platform.deploy.<key>
+        # without a default must be given by the inventory
+        tasks = (role / "tasks" / "main.yml").read_text()
+        for key in set(re.findall(r"platform\.deploy\.(\w+)\b(?!\s*\|\s*default)", tasks)):
+            assert key in entry["deploy"], (entry["name"], key)
+        if "via" in entry:
+            via = next(e for e in entries if e["name"] == entry["via"])
+            assert entries.index(via) < entries.index(entry), "a via platform is deployed before what wraps it"
+
+
+def test_the_playbooks_choose_the_role_from_the_kind_only():
+    for playbook in ("deploy.yml", "teardown.yml"):
+        text = (ROOT / "playbooks" / "local" / playbook).read_text()
+        assert "'kind_' ~ (platform.kind | replace('-', '_'))" in text, playbook
+        assert "loop_var: platform" in text, playbook
+        # no platform name or kind is spelled out in the driver
+        for name in ("kubeless", "kde-function", "function_ingress", "serving_containers", "local_ingress"):
+            assert name not in text, (playbook, name)
+
+
+def test_secondary_entry_points_share_mains_options_through_anchors():
+    copies = []
+    for path in sorted((ROOT / "roles").glob("*/meta/argument_specs.yml")):
+        specs = yaml.safe_load(path.read_text())["argument_specs"]
+        main = specs["main"].get("options") or {}
+        text = path.read_text()
+        for entry_point, spec in specs.items():
+            if entry_point == "main":
+                continue
+            for option in spec.get("options") or {}:
+                if option in main and not re.search(rf"^\s+{option}: \*\S+\s*$", text, re.M):
+                    copies.append(f"{path.parent.parent.name}:{entry_point}:{option}")
+    assert not copies, copies
