@@ -64,3 +64,31 @@ def test_secondary_entry_points_share_mains_options_through_anchors():
                 if option in main and not re.search(rf"^\s+{option}: \*\S+\s*$", text, re.M):
                     copies.append(f"{path.parent.parent.name}:{entry_point}:{option}")
     assert not copies, copies
+
+
+def test_one_knob_picks_the_platforms_for_site_and_bench():
+    import importlib.util
+
+    from ansible.errors import AnsibleFilterError
+
+    spec = importlib.util.spec_from_file_location("platforms_filter", ROOT / "plugins" / "filter" / "platforms.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    select = module.FilterModule().filters()["select_platforms"]
+    entries = [{"name": "function"}, {"name": "container"}, {"name": "function_ingress", "via": "function"},
+               {"name": "openfaas_http", "optional": True}]
+
+    def names(knob, **kwargs):
+        return [p["name"] for p in select(entries, knob, **kwargs)]
+
+    assert names("") == names([]) == ["function", "container", "function_ingress"]  # the default run
+    assert names("all") == ["function", "container", "function_ingress", "openfaas_http"]
+    assert names(" container , openfaas_http") == ["container", "openfaas_http"]  # list order, not the knob's
+    assert names("function_ingress") == ["function_ingress"]
+    assert names("function_ingress", with_via=True) == ["function", "function_ingress"]  # deploy needs its via
+    try:
+        select(entries, "container,nope")
+    except AnsibleFilterError as exc:
+        assert "nope" in str(exc) and "function_ingress" in str(exc)
+    else:
+        raise AssertionError("an unknown name must stop the play")
