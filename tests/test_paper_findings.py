@@ -295,8 +295,8 @@ def probe_tolerates(probe: dict, start_s: float, busy_reply_s: float, busy_for_s
 
 
 def test_7_function_liveness_probe_survives_a_slow_start_and_load(rendered):
-    # function/kubeless/README.md: c=20 p99 up to 4.5 s on a 2-core machine (keras, faithful runtime); start on a loaded 2018
-    # vCPU: assume up to a minute for the TensorFlow import, the model load and the warm-up
+    # function/kubeless/README.md: c=20 p99 up to 4.5 s on a 2-core machine (keras, faithful runtime); start on a
+    # loaded 2018 vCPU: assume up to a minute for the TensorFlow import, the model load and the warm-up
     start_s, busy_reply_s, benchmark_run_s = 60, 4.5, 120
     for folder in ("kubeless_function", "kubeless_function_hpa", "mirror/kubeless_function"):
         container = function_container(load_docs(rendered / folder / "function.yaml")[0])

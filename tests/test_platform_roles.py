@@ -92,3 +92,34 @@ def test_one_knob_picks_the_platforms_for_site_and_bench():
         assert "nope" in str(exc) and "function_ingress" in str(exc)
     else:
         raise AssertionError("an unknown name must stop the play")
+
+
+def test_a_bounded_platform_runs_only_its_levels_and_requests():
+    """OpenFaaS classic loads the model per request: its entry bounds the matrix, the others keep theirs."""
+    from analysis.bench.config import ConfigError, config_from_dict, make_plan
+
+    config = {"profile": "local", "config": {"concurrency": [1, 5, 10, 20], "repetitions": 2,
+                                             "overload_concurrency": [5, 40]},
+              "platforms": {"container": {"kind": "container", "url": "http://127.0.0.1:2/predict"},
+                            "classic": {"kind": "kubeless", "url": "http://127.0.0.1:3/", "max_concurrency": 5,
+                                        "requests_per_run": 12}}}
+    plan = make_plan(config_from_dict(config), "/r")
+
+    def steps(platform, step):
+        return [i for i in plan if i.platform == platform and i.step == step]
+
+    assert sorted({i.concurrency for i in steps("classic", "concurrency")}) == [1, 5]
+    assert sorted({i.concurrency for i in steps("container", "concurrency")}) == [1, 5, 10, 20]
+    assert {i.requests for i in steps("classic", "concurrency")} == {12}
+    assert {i.requests for i in steps("container", "concurrency")} == {140}  # the knob's default
+    assert [(i.concurrency, i.requests) for i in steps("classic", "warmup")] == [(5, 12)]
+    assert [i.concurrency for i in steps("classic", "overload")] == [5]
+    assert steps("classic", "rate") == [] and steps("container", "rate") != []
+    for bad in ({"max_concurrency": 0}, {"requests_per_run": "ten"}, {"max_concurrency": 5, "requests_per_run": 2}):
+        broken = {**config, "platforms": {**config["platforms"], "classic": {**config["platforms"]["classic"], **bad}}}
+        try:
+            config_from_dict(broken)
+        except ConfigError as exc:
+            assert "platforms.classic" in str(exc)
+        else:
+            raise AssertionError(f"{bad} must be refused")

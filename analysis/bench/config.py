@@ -147,6 +147,14 @@ class PlatformConfig:
     kubectl_redeploy: tuple[str, ...] = ()  # "kind/name" objects deleted and applied again, in apply order
     # issue 11: the local ingress's folder (access.log, error.log, nginx.pid): its lines of each run are kept
     ingress_dir: str | None = None
+    # A platform that cannot take the whole matrix (OpenFaaS's classic watchdog loads the model per request):
+    # concurrency and overload runs above max_concurrency are not planned, nor its open loop (unbounded arrivals)
+    # or extra repetitions; requests_per_run replaces the knob's for its concurrency runs (and caps its warm-up).
+    max_concurrency: int | None = None
+    requests_per_run: int | None = None
+
+    def runs_at(self, concurrency: int) -> bool:
+        return self.max_concurrency is None or concurrency <= self.max_concurrency
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -450,6 +458,13 @@ def _platform(name: str, settings: Any) -> PlatformConfig:
                 "kubectl_selector"):
         if key in merged and (not isinstance(merged[key], str) or not merged[key].strip()):
             raise ConfigError(f"platforms.{name}.{key} must be a non-empty string or null, got {merged[key]!r}")
+    for key in ("max_concurrency", "requests_per_run"):
+        value = merged.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ConfigError(f"platforms.{name}.{key} must be an integer >= 1 or null, got {value!r}")
+    if merged.get("max_concurrency") and merged.get("requests_per_run") and \
+            merged["requests_per_run"] < merged["max_concurrency"]:
+        raise ConfigError(f"platforms.{name}.requests_per_run must be at least its max_concurrency")
     platform = PlatformConfig(name=name, **merged)
     _check_choice(name, "log_source", platform.log_source, LOG_SOURCES)
     _check_choice(name, "resource_source", platform.resource_source, RESOURCE_SOURCES)
@@ -602,9 +617,10 @@ def warmup_concurrency(knobs: dict[str, Any]) -> int:
 def rate_platforms(config: BenchConfig) -> list[str]:
     """The platforms of the open-loop experiment, in the configuration's order (the rate_platforms knob)."""
     chosen = config.knobs["rate_platforms"]
+    bounded = {n for n, p in config.platforms.items() if p.max_concurrency is not None}
     if chosen == "direct":
-        return [n for n, p in config.platforms.items() if p.via is None]
-    return list(config.platforms) if chosen is None else [n for n in config.platforms if n in chosen]
+        return [n for n, p in config.platforms.items() if p.via is None and n not in bounded]
+    return [n for n in config.platforms if n not in bounded and (chosen is None or n in chosen)]
 
 
 def nowarmup_platforms(config: BenchConfig) -> list[str]:
@@ -625,13 +641,20 @@ def make_plan(config: BenchConfig, run_dir: Path | str) -> list[PlanItem]:
                 "--concurrency", str(conc), "--repetition", str(rep)]
         steps.append((ab_run_key(experiment, platform, conc, rep), experiment, platform, conc, rep, requests, argv))
 
+    def limits(platform: str) -> PlatformConfig:
+        return config.platforms[platform]
+
     for platform in names:
-        ab_step("warmup", platform, warmup_concurrency(knobs), 0, knobs["warmup_requests"])
+        bound = limits(platform)
+        ab_step("warmup", platform, min(warmup_concurrency(knobs), bound.max_concurrency or 10**9), 0,
+                min(knobs["warmup_requests"], bound.requests_per_run or 10**9))
     for rep in range(1, knobs["repetitions"] + 1):
         order = names if rep % 2 == 1 else list(reversed(names))
         for conc in knobs["concurrency"]:
             for platform in order:
-                ab_step("concurrency", platform, conc, rep, knobs["requests_per_run"])
+                if limits(platform).runs_at(conc):
+                    ab_step("concurrency", platform, conc, rep,
+                            limits(platform).requests_per_run or knobs["requests_per_run"])
     if knobs["stability_max_extra_repetitions"] and knobs["repetitions"] >= 2:  # issue 14: before probe/cold starts
         steps.append((EXTRA_REPETITIONS, EXTRA_REPETITIONS, "", None, None, 0, [EXTRA_REPETITIONS, run_dir]))
     if knobs["probe_requests"]:
@@ -650,7 +673,8 @@ def make_plan(config: BenchConfig, run_dir: Path | str) -> list[PlanItem]:
     # issue 11: the overload region (one short run per platform and concurrency), then the WARMUP_CALLS=0 variant
     for conc in knobs["overload_concurrency"]:
         for platform in names:
-            ab_step("overload", platform, conc, 1, knobs["overload_requests"])
+            if limits(platform).runs_at(conc):
+                ab_step("overload", platform, conc, 1, knobs["overload_requests"])
     if knobs["bodylimit_bytes"]:
         for platform in names:
             if config.kind(platform).body_limit_check:

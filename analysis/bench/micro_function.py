@@ -174,8 +174,8 @@ def print_row(row: dict[str, Any]) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", default=DEFAULT_IMAGE, help=f"image to run (default {DEFAULT_IMAGE})")
     parser.add_argument("--build", action="store_true",
-                        help="docker build -f function/kubeless/Dockerfile first, tagged --image (needs build/wheelhouse and "
-                             "build/model with model.keras and model.tflite)")
+                        help="docker build -f function/kubeless/Dockerfile first, tagged --image (needs "
+                             "build/wheelhouse and build/model with model.keras and model.tflite)")
     parser.add_argument("--base-image", default=DEFAULT_BASE_IMAGE,
                         help=f"BASE_IMAGE for --build (default {DEFAULT_BASE_IMAGE}); offline use "
                              "kubeless-dl-eval/base:bookworm-py311")

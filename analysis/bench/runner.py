@@ -159,7 +159,8 @@ def run_one(folder: RunFolder, experiment: str, platform_name: str, concurrency:
     platform = platform or _platform(folder, platform_name)
     knobs = folder.config.knobs
     if requests is None:
-        requests = knobs["warmup_requests"] if experiment == "warmup" else knobs["requests_per_run"]
+        requests = (min(knobs["warmup_requests"], platform.requests_per_run or knobs["warmup_requests"])
+                    if experiment == "warmup" else platform.requests_per_run or knobs["requests_per_run"])
     run_key = ab_run_key(experiment, platform_name, concurrency, repetition)
     position = _position(folder, run_key)
     out = _prepare(folder, run_key)

@@ -99,8 +99,10 @@ def run_extra(folder: RunFolder) -> StepResult:
     out = _prepare(folder, EXTRA_REPETITIONS)
     if out is None:
         return StepResult(EXTRA_REPETITIONS, True, f"{EXTRA_REPETITIONS}: already done")
-    order = [(i.platform, i.concurrency) for i in folder.plan() if i.step == "concurrency"]
-    order = list(dict.fromkeys(order))  # plan order, each cell once
+    bounded = {n for n, p in folder.config.platforms.items() if p.max_concurrency is not None}
+    order = [(i.platform, i.concurrency) for i in folder.plan()
+             if i.step == "concurrency" and i.platform not in bounded]
+    order = list(dict.fromkeys(order))  # plan order, each cell once; a bounded platform gets no extra repetitions
     budget = float(knobs["stability_budget_s"])
     started = time.monotonic()
     added: list[dict[str, Any]] = []

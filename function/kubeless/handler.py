@@ -12,19 +12,16 @@ HTML page.
 
 from __future__ import annotations
 
-import io
 import os
 import sys
 from typing import Any
 
 import bottle
-from PIL import Image
 
 from model.inference import (
     DEFAULT_MAX_BODY_BYTES,
     BadJsonBody,
     InferenceError,
-    Predictor,
     image_bytes_from_body,
     log_line,
     predictor_from_env,
@@ -34,26 +31,10 @@ MAX_BODY_BYTES = int(os.environ.get("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES))
 WARMUP_CALLS = int(os.environ.get("WARMUP_CALLS", "3"))
 
 
-def warm_up(predictor: Predictor, calls: int) -> None:
-    """Predict a few JPEG and PNG images in the server process, before it starts forking.
-
-    Each call runs in a fresh child, so whatever the first prediction sets up lazily (Pillow's format plugins,
-    TensorFlow's kernels and oneDNN primitives, LiteRT's buffers) would otherwise be redone on every request.
-    Done once here, it is inherited by every child. Measured on the 2-core dev machine: the keras child's
-    prediction drops from ~80 ms to ~40 ms, litert's from ~27 ms to ~12 ms; WARMUP_CALLS=0 turns it off.
-    """
-    size = predictor.info.image_size * 3
-    samples = []
-    for fmt in ("JPEG", "PNG"):
-        buffer = io.BytesIO()
-        Image.new("RGB", (size, size), (140, 100, 60)).save(buffer, fmt)
-        samples.append(buffer.getvalue())
-    for i in range(calls):
-        predictor.predict_bytes(samples[i % len(samples)])
-
-
 PREDICTOR = predictor_from_env(fork_safe=True)
-warm_up(PREDICTOR, WARMUP_CALLS)
+# In the server process, before it forks: every call's child inherits what the warm-up set up, instead of redoing
+# it per request (measured on the 2-core dev machine: keras ~80 -> ~40 ms per child, litert ~27 -> ~12 ms).
+PREDICTOR.warm_up(WARMUP_CALLS)
 
 
 def _content_type(event: dict[str, Any]) -> str | None:
