@@ -27,6 +27,7 @@ LAYER_HEADERS = {
     "runtime_408": "runtime 408 (join)",
     "runtime_error": "runtime other status",
     "runtime_backlog": "runtime backlog (reset/refused)",
+    "platform_own": "platform's own component (reported by)",
     "proxy": "docker-proxy (closed, no reply)",
     "ingress": "ingress nginx (own reply)",
     "client_timeout": "client time-out",
@@ -119,6 +120,8 @@ def error_layers(results: Results) -> pd.DataFrame:
         return pd.DataFrame(columns=["experiment", "platform", "concurrency", "runs", "errors", *ERROR_LAYERS,
                                      "check", "evidence"])
     el = el[el["experiment"] != "warmup"]
+    if "platform_own" not in el.columns:  # runs made before the platform kinds named their own replies
+        el = el.assign(platform_own=0)
     rows = []
     for (exp, platform, conc), g in el.groupby(["experiment", "platform", "concurrency"], sort=False):
         row = {"experiment": exp, "platform": platform, "concurrency": int(conc), "runs": len(g),
@@ -261,7 +264,9 @@ def section(results: Results, t: dict[str, pd.DataFrame], figs: dict[str, Path |
             "Each failed request is counted under exactly one layer, from the run's own evidence: the runtime's "
             "access log (408 and other statuses) and function_failures_total, nginx's access log (status with or "
             "without an upstream status) and error log (upstream reset/refused/timed out/closed prematurely, body "
-            "too large), and ab's classes (empty replies behind docker-proxy, resets, time-outs). The layer columns "
+            "too large), the lines a platform kind reads in its own log (which component made each failed reply: "
+            "counted under the component that reported it, the cause may lie further in), and ab's classes (empty "
+            "replies behind docker-proxy, resets, time-outs). The layer columns "
             "add up to the failed requests" + (f" except in {len(bad)} cell(s)." if len(bad) else " in every cell."))))
         ev = el[(el["errors"] > 0) & (el["evidence"].astype(str) != "")]
         if len(ev):
@@ -318,6 +323,8 @@ def layer_sentence(results: Results, experiment: str = "concurrency") -> str:
     el = el[el["experiment"] == experiment]
     if not len(el) or not int(el["errors"].sum()):
         return ""
+    if "platform_own" not in el.columns:
+        el = el.assign(platform_own=0)
     parts = []
     for platform, g in el.groupby("platform", sort=False):
         layers = [f"{int(g[c].sum())} {LAYER_HEADERS[c]}" for c in ERROR_LAYERS if int(g[c].sum())]

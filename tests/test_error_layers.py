@@ -109,3 +109,27 @@ def test_the_reports_table_by_layer_sums_each_cell_to_its_failed_requests() -> N
     table = ingress.error_layers(Fake())
     assert (table["check"] == 0).all()
     assert int(table["errors"].sum()) == sum(r["errors"] for r in rows)
+
+
+def test_a_kind_that_names_its_components_files_their_replies_under_platform_own(tmp_path: Path) -> None:
+    """A platform kind whose log says who made each reply (Kind.error_origins; here the Fission router's JSON
+    lines): the user code's own non-2xx answers are runtime_error, the router's are platform_own, and ab's
+    resets go to the platform's listener, empty replies to docker-proxy; the layers add up to ab's errors."""
+    from analysis.bench.kinds.fission import FISSION
+
+    made = [(200, "function")] * 4 + [(500, "function")] * 2 + [(504, "router")] * 3 + [(499, "router")]
+    lines = [json.dumps({"event": "router", "method": "POST", "status": s, "origin": o}) for s, o in made]
+    lines.append(json.dumps({"event": "router", "method": "GET", "status": 503, "origin": "router"}))  # a probe
+    (tmp_path / "server.log").write_text("\n".join(["fission router listening", *lines]) + "\n")
+    # ab: 16 attempts: 4 served, 7 non-2xx (one more than the router's 6 lines name: a lost line), 2 reset, 3 empty
+    # replies
+    classes = ab.RequestClasses(attempts=16, non_2xx=7, reset=2, refused=0, empty_reply=3, timeout=0,
+                                length_mismatch=0, source="test")
+    got = layers.attribute(tmp_path, classes, via_ingress=False, direct_through_proxy=True,
+                           error_origins=FISSION.error_origins).counts
+    assert got["runtime_error"] == 2
+    assert got["platform_own"] == 4 + 2  # 504 x3 + 499 from the router's lines; + 2 resets
+    assert got["unattributed"] == 7 - 2 - 4
+    assert got["proxy"] == 3
+    assert sum(got.values()) == classes.errors == 7 + 2 + 3
+    assert not any(got[k] for k in ("runtime_408", "runtime_backlog", "ingress", "client_timeout"))

@@ -147,6 +147,25 @@ def test_current_router_answers_504_at_the_function_timeout_and_2018_waits(tmp_p
         assert call(router.url, sleep=3).status == 200  # no function timeout in 2018
 
 
+def test_errors_by_layer_name_who_made_each_failed_reply(tmp_path, probe_env):
+    """The kind's log reader (errors by layer, Kind.error_origins) against the replies: the router's 504 carries its
+    own body, the environment's 500 (the user code raised) is Flask's error page."""
+    from collections import Counter
+
+    from analysis.bench.kinds.fission import error_origins
+
+    with running(FissionRouter(tmp_path, "--executor", "static", "--function-address",
+                               f"127.0.0.1:{probe_env.port}", "--function-timeout", "1")) as router:
+        # the environment serves one call at a time: the timed-out one goes last
+        replies = [call(router.url), call(router.url, "/?sleep=not-a-number"), call(router.url, sleep=3)]
+        expected = Counter("router" if r.body == b"no response from function before timeout" else
+                           "function" if b"Internal Server Error" in r.body else "?"
+                           for r in replies if not 200 <= r.status < 300)
+        assert [r.status for r in replies] == [200, 500, 504]
+        assert error_origins(router.stdout()) == expected == Counter(router=1, function=1)
+    time.sleep(2.5)  # let the env finish the timed-out call
+
+
 def test_2018_router_opens_one_connection_per_request_current_reuses_one(tmp_path, probe_env):
     address = f"127.0.0.1:{probe_env.port}"
     ports = {}

@@ -324,6 +324,34 @@ def test_provider_hop_answers_500_and_the_gateway_502_when_the_provider_is_down(
         assert request(orphan.url, "GET", "/healthz").status == 502
 
 
+def test_errors_by_layer_name_the_component_the_client_saw(of_watchdog, tmp_path):
+    """The kind's log reader (errors by layer, Kind.error_origins) against what each client got: a reply with
+    X-OpenFaaS-Internal is the watchdog's (or faas-netes's), a bare 502 from the gateway is the gateway's, any
+    other non-2xx is the function's own answer. Counted from the responses, not from the logs."""
+    from collections import Counter
+
+    from analysis.bench.kinds.openfaas import error_origins
+
+    down = f"http://127.0.0.1:{free_port()}"
+    gateway = start_gateway(tmp_path, {"predict": of_watchdog.url, "gone": down}, OPENFAAS_GATEWAY_TOPOLOGY="direct")
+    watchdog_before = len(of_watchdog.logs())
+    with running(gateway):
+        replies = [request(gateway.url, "POST", f"/function/{path}", body=b"x", timeout=30) for path in (
+            "predict", "predict?action=status&code=500", "predict?action=status&code=415", "predict?action=sleep&s=2",
+            "gone", "nobody", "predict")]
+        time.sleep(0.7)  # the timed-out call finishes in the upstream before other tests count in-flight calls
+        logs = gateway.logs() + of_watchdog.logs()[watchdog_before:]
+    expected: Counter[str] = Counter()
+    for r in replies:
+        if 200 <= r.status < 300:
+            continue
+        internal = r.headers.get("x-openfaas-internal")
+        expected["watchdog" if internal == "of-watchdog" else "gateway" if r.status == 502 and not internal
+                 else "function"] += 1
+    assert [r.status for r in replies] == [200, 500, 415, 504, 502, 502, 200]
+    assert error_origins(logs) == expected == Counter(function=2, watchdog=1, gateway=2)
+
+
 # ------------------------------------------------------------------------- the image's entry point + model
 def start_platform(tmp_path: Path, model_dir: Path, mode: str, **env: str) -> Proc:
     """supervisor.py (the image's ENTRYPOINT) with both functions laid out as the Dockerfile lays them out."""

@@ -9,6 +9,11 @@ non_2xx, reset, refused, empty_reply, timeout) is put under exactly one layer of
                      400/413/415): its access log has the line; function_failures_total counts the raised ones
     runtime_backlog  a connection the runtime itself reset or refused (its listen backlog of 5): what ab saw when
                      it connected to the runtime directly, or what nginx's error log says the upstream did
+    platform_own     a reply a platform's own component made (the OpenFaaS gateway or watchdog, the Fission router,
+                     ...), or a connection its listener reset or refused: from the lines its kind reads in the
+                     platform's log (Kind.error_origins), which also name the user code's own non-2xx answers
+                     (counted as runtime_error). These are the components that *reported* the failure; the cause
+                     may lie further in (a watchdog's 504 is the function running past exec_timeout)
     proxy            a connection Docker's userland proxy (docker-proxy, in front of a published port) closed
                      with no reply because the runtime behind it did not take the request: ab's empty replies on a
                      direct path, matched by the requests missing from the runtime's access log
@@ -28,17 +33,21 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from analysis.bench import platforms as kinds
 from analysis.bench.ab import RequestClasses
 
-LAYERS = ("runtime_408", "runtime_error", "runtime_backlog", "proxy", "ingress", "client_timeout", "unattributed")
+LAYERS = ("runtime_408", "runtime_error", "runtime_backlog", "platform_own", "proxy", "ingress", "client_timeout",
+          "unattributed")
 LAYER_NAMES = {
     "runtime_408": "runtime: 408 (join)",
     "runtime_error": "runtime: other status",
     "runtime_backlog": "runtime: backlog (reset/refused)",
+    "platform_own": "platform's own component (reported by)",
     "proxy": "docker-proxy: closed, no reply",
     "ingress": "ingress (nginx)",
     "client_timeout": "client time-out",
@@ -188,14 +197,18 @@ def _counter_delta(before: Path, after: Path, metric: str) -> float | None:
 
 # ----------------------------------------------------------------------------------------- attribution
 def attribute(run_dir: Path, classes: RequestClasses, via_ingress: bool,
-              direct_through_proxy: bool = True) -> Attribution:
+              direct_through_proxy: bool = True, error_origins: Callable[[str], Counter[str]] | None = None
+              ) -> Attribution:
     """Each failed request of the run under one layer (module docstring), with the evidence used.
 
     `classes` is ab.RequestClasses; `via_ingress`: ab reached nginx; `direct_through_proxy`: otherwise ab reached
-    the runtime through docker-proxy (a published port) rather than its own socket."""
+    the runtime through docker-proxy (a published port) rather than its own socket; `error_origins`: the
+    platform kind's reader of its own log (Kind.error_origins), for a platform that names who made each reply."""
     counts = dict.fromkeys(LAYERS, 0)
     notes: list[str] = []
     counts["client_timeout"] = int(classes.timeout)
+    if error_origins is not None and not via_ingress:
+        return _attribute_by_origin(run_dir, classes, error_origins, direct_through_proxy, counts)
     runtime = runtime_statuses(run_dir)
     runtime_non2xx = {s: n for s, n in runtime.items() if not 200 <= s < 300}
     failures = _counter_delta(run_dir / "metrics.before.txt", run_dir / "metrics.after.txt",
@@ -246,6 +259,34 @@ def attribute(run_dir: Path, classes: RequestClasses, via_ingress: bool,
     return Attribution(counts, "; ".join(notes))
 
 
+def _attribute_by_origin(run_dir: Path, classes: RequestClasses, error_origins: Callable[[str], Counter[str]],
+                         through_proxy: bool, counts: dict[str, int]) -> Attribution:
+    """A platform whose log names the component behind each failed reply: the user code's own non-2xx answers are
+    runtime_error, the platform's components' replies (and resets/refusals of its listener) platform_own."""
+    path = run_dir / "server.log"
+    origins = error_origins(path.read_text(encoding="utf-8", errors="replace")) if path.exists() else Counter()
+    function = origins.get("function", 0)
+    own = sum(n for name, n in origins.items() if name != "function")
+    counts["runtime_error"] = min(function, classes.non_2xx)
+    counts["platform_own"] = min(own, classes.non_2xx - counts["runtime_error"])
+    counts["unattributed"] = classes.non_2xx - counts["runtime_error"] - counts["platform_own"]
+    # ab's connection-level failures: the listener behind the published port reset or refused it, or docker-proxy
+    # closed it with no reply because nothing behind it took the request
+    counts["platform_own"] += classes.reset + classes.refused
+    if through_proxy:
+        counts["proxy"] = classes.empty_reply
+    else:
+        counts["platform_own"] += classes.empty_reply
+    notes = []
+    if origins:
+        notes.append("reported by (platform log): " + ", ".join(f"{n} {name}" for name, n in origins.most_common()))
+    elif classes.non_2xx:
+        notes.append("the platform's log names no failed reply" + ("" if path.exists() else " (no server.log)"))
+    if classes.reset or classes.refused:
+        notes.append(f"{classes.reset + classes.refused} connection(s) reset/refused by the platform's listener")
+    return Attribution(counts, "; ".join(notes))
+
+
 def _nginx_made(row: dict[str, str], reasons: Counter[str]) -> bool:
     """A 502/504 nginx logs with upstream status 502/504 is nginx's own answer to an upstream failure."""
     return row["status"] in ("502", "504") and bool(reasons)
@@ -288,7 +329,13 @@ def layer_row(run_dir: Path, run_row: dict[str, Any], platform: Any) -> dict[str
                              source="runs.csv")
     via_ingress = bool(platform is not None and getattr(platform, "ingress_dir", None))
     through_proxy = bool(platform is not None and getattr(platform, "container", None))
-    result = attribute(run_dir, classes, via_ingress, through_proxy)
+    origins = None
+    if platform is not None and getattr(platform, "kind", None):
+        try:
+            origins = kinds.get(platform.kind).error_origins
+        except kinds.UnknownKind:
+            origins = None
+    result = attribute(run_dir, classes, via_ingress, through_proxy, origins)
     counts = result.counts
     total = sum(counts.values())
     if total != int(run_row["errors"]):  # the classes and the errors column come from the same parse

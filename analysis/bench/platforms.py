@@ -19,6 +19,8 @@ from __future__ import annotations
 import functools
 import importlib
 import pkgutil
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 ROLES = ("function", "baseline")
@@ -38,6 +40,10 @@ class Kind:
     warmup_env: the environment variable whose value 0 turns off its warm-up predictions (the nowarmup step runs a
         copy of its container with it), or None.
     upstream: the upstream project and version whose behaviour its runtime follows.
+    error_origins: reads the text its container printed during one run (server.log) and returns the failed POST
+        replies by the component that reported them: ``function`` for the user code's own non-2xx answers, any other
+        name (``gateway``, ``watchdog``, ``router``, ...) for a reply the platform made itself. None: the platform's
+        log does not say (analysis/bench/layers.py then reads the Kubeless runtime's access lines, if any).
     """
 
     name: str
@@ -47,6 +53,7 @@ class Kind:
     body_limit_check: bool = False
     warmup_env: str | None = None
     upstream: str = ""
+    error_origins: Callable[[str], Counter[str]] | None = None
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:

@@ -190,16 +190,20 @@ mem_limit_bytes  float?  *  limit; empty when unlimited or unknown
 
 # issue 11: every failed request of an ab run under the layer that produced it (analysis/bench/layers.py), and the
 # oversized-body check of each function path. The layer columns add up to `errors`.
-ERROR_LAYERS = ("runtime_408", "runtime_error", "runtime_backlog", "proxy", "ingress", "client_timeout",
-                "unattributed")
+ERROR_LAYERS = ("runtime_408", "runtime_error", "runtime_backlog", "platform_own", "proxy", "ingress",
+                "client_timeout", "unattributed")
 LAYERS = Table(
     "errors_by_layer.csv", False, "one row per ab run: its failed requests by the layer that made them",
     _RUN_IDENT + _columns("""
 errors           int     *  failed requests of the run (runs.csv errors)
 runtime_408      int     *  408 pages from the runtime's join (its access log)
-runtime_error    int     *  other non-2xx pages the runtime sent (500, 413, 4xx; its access log)
+runtime_error    int     *  other non-2xx pages the runtime sent (500, 413, 4xx; its access log), or the user code's
+                            own non-2xx answers where the platform's log names them
 runtime_backlog  int     *  connections the runtime reset or refused (its listen backlog), seen by ab or named by
                             nginx's error log
+platform_own     int     -  replies a platform's own component made (the OpenFaaS gateway or watchdog, the Fission
+                            router, ...: the evidence names it), from the lines its kind reads (Kind.error_origins);
+                            absent in runs made before it, read as 0
 proxy            int     *  connections docker-proxy closed with no reply (ab's empty replies on a direct path)
 ingress          int     *  replies nginx produced itself (413, 502, 504) or connections it closed
 client_timeout   int     *  ab gave up waiting (-s)

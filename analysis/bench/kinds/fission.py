@@ -6,7 +6,27 @@ per-request server-time histogram; the router prints one JSON line per request (
 status and whether the router or the function made it) and one per cold start (`"event": "cold_start"`).
 """
 
+import json
+from collections import Counter
+
 from analysis.bench.platforms import Kind, register
+
+
+def error_origins(log: str) -> Counter[str]:
+    """Failed POST replies by who made them: the router's JSON line for each request names its `origin` (`router`
+    for its own answers: no pod in time, the function's dial failing, the client gone; `function` for the
+    environment's reply, which includes the environment's own 500 when the user code raised)."""
+    out: Counter[str] = Counter()
+    for line in log.splitlines():
+        if '"event": "router"' not in line:
+            continue
+        try:
+            record = json.loads(line[line.index("{"):])
+        except ValueError:
+            continue
+        if record.get("method") == "POST" and not 200 <= int(record.get("status", 0)) < 300:
+            out[str(record.get("origin", "router"))] += 1
+    return out
 
 FISSION_2018 = register(Kind(
     name="fission-2018",
@@ -15,6 +35,7 @@ FISSION_2018 = register(Kind(
     body_limit_check=True,
     warmup_env="WARMUP_CALLS",
     upstream="fission/fission 0.11.0 (router, poolmgr) + fission/environments python/server.py@45815b4",
+    error_origins=error_origins,
 ))
 
 FISSION = register(Kind(
@@ -24,4 +45,5 @@ FISSION = register(Kind(
     body_limit_check=True,
     warmup_env="WARMUP_CALLS",
     upstream="fission/fission v1.26.0 (pkg/router, poolmgr) + fission/environments python/server.py@45815b4",
+    error_origins=error_origins,
 ))
