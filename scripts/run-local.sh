@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole experiment on the local profile, end to end: set up .venv, deploy both platforms,
+# The whole experiment on the local profile, end to end: set up .venv, deploy the platforms,
 # benchmark them, write the report.   Usage: scripts/run-local.sh [extra ansible-playbook args]
 set -euo pipefail
 cd "$(dirname "$0")/.."

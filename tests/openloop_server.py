@@ -3,6 +3,8 @@ so with a fixed service time it is an M/D/1 queue (the listen backlog is the que
 
 --mode ok (sleep --service-ms, then 200), status500 (sleep, then 500), reset (read the request, then RST),
 empty (read the request, then close with no byte of reply), hang (read the request, never answer).
+--busy-log FILE: one JSON line per connection, {"accept": t, "close": t} on CLOCK_MONOTONIC: the intervals in which
+the one worker was busy with it (it accepts the next connection right after closing this one).
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--service-ms", type=float, default=30.0)
     parser.add_argument("--mode", choices=("ok", "status500", "reset", "empty", "hang"), default="ok")
+    parser.add_argument("--busy-log", default=None, help="write each connection's busy interval here")
     args = parser.parse_args()
+    busy_log = open(args.busy_log, "a", encoding="utf-8") if args.busy_log else None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server = socket.socket()
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -58,6 +62,7 @@ def main() -> None:
     hung = []
     while True:
         conn, _ = server.accept()
+        accepted = time.monotonic()
         conn.settimeout(10)
         try:
             if not read_request(conn):
@@ -77,6 +82,9 @@ def main() -> None:
             pass
         if args.mode != "hang":
             conn.close()
+        if busy_log is not None:
+            busy_log.write(json.dumps({"accept": accepted, "close": time.monotonic()}) + "\n")
+            busy_log.flush()
 
 
 if __name__ == "__main__":
