@@ -44,7 +44,8 @@ def parser() -> argparse.ArgumentParser:
     from analysis import compare
 
     compare.add_arguments(sub.add_parser(
-        "compare", help="is run B slower than run A? a verdict per cell, exit status 1 if so",
+        "compare", help="is run B worse than run A? a verdict per cell; exit 1 if slower or more errors, 2 if the "
+                        "runs cannot be trusted side by side",
         description=compare.DESCRIPTION, epilog=compare.EPILOG))
     return p
 

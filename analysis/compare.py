@@ -1,32 +1,37 @@
-"""`python -m analysis compare RUN_A RUN_B`: is B slower than A, beyond the noise? A verdict per cell and an exit
-status for CI.
+"""`python -m analysis compare RUN_A RUN_B`: is B worse than A, beyond the noise? A verdict per cell and an exit
+status for CI that a broken run cannot pass.
 
 A cell is one platform at one concurrency (closed loop, ab), or at one offered rate (open loop, when both folders
-hold rate_runs.csv / rate_requests.csv). Its samples are the served requests of its repetitions.
+hold rate_runs.csv / rate_requests.csv). Its samples are its repetitions (for an open-loop rate: its runs).
 
-- Headline: the **mean** response time, B - A in ms and in % of A, with a two-stage bootstrap interval: each
-  resample draws the cell's repetitions with replacement, then each drawn repetition's requests. The mean repeats
-  where the median does not: the function at c=20 is bimodal (requests that waited out a listen-backlog SYN retry
-  take ~1 s longer) and its median jumps between the modes from run to run, while the mean moves only with the
-  share of slow requests, which `slow_share` shows beside it.
-- Why two stages: requests of one repetition share its moment on the machine (the host's clock, its neighbours,
-  the server's queue), so they are not independent samples of the system. Resampling requests alone gives an
-  interval as narrow as if they were: two back-to-back runs of the same deployment then differ "significantly" by
-  the 5-10 % a cloud VM drifts between them. Resampling repetitions first carries the repetition-to-repetition
-  spread each run measured into the interval.
-- Also: the difference of medians and of p99s with intervals from the same resamples (a p99 only where both cells
-  have the 662 samples it needs), and a one-sided test of "B slower than A": Welch's t-test over the repetitions'
-  mean times when both cells have at least 3 repetitions, else (a single open-loop run) a Mann-Whitney U test over
-  requests, which the `test` column names.
-- Machine speed: runs that recorded `reference_ms` (a fixed CPU workload timed before each ab run,
-  analysis/bench/reference.py) show how much slower or faster B's machine was than A's; with
-  ``--adjust-for-machine`` B's times are divided by that ratio before the statistics, so a slower host does not
-  read as a slower deployment.
-- Verdict: **slower** when the test says B is slower (p < alpha) *and* the whole interval of the mean's relative
-  change lies above +threshold; **faster** the other way round; otherwise **same** (within noise).
+- Latency headline: the ratio B / A of the **geometric means of the repetitions' mean times**, with a Student-t
+  interval on the log repetition means (Welch: each side its own variance). Repetitions, not requests, are the
+  samples: requests of one repetition share its moment on the machine (its clock, its neighbours, the server's
+  queue). The mean of each repetition repeats where the median does not (the function's c=20 cell is bimodal:
+  requests that waited out a listen-backlog SYN retry take ~1 s longer), and its logarithm is close enough to
+  normal for the t-interval to keep its coverage with 3 to 5 repetitions, which a bootstrap over 5 repetitions
+  does not (measured by scripts/compare-false-alarms.py).
+- **slower** when the one-sided t-test of "B / A > 1 + threshold" rejects after Holm's correction over every test
+  that counts for the exit status, *and* the whole interval lies above +threshold; **faster** likewise below
+  -threshold (its own Holm family); else **same**.
+- Errors: the share of attempts without a complete 2xx answer, per cell. A one-sided Fisher exact test of two
+  proportions (B's failures given both runs' attempts and total failures are hypergeometric), its counts divided by
+  the repetitions' over-dispersion where they disagree more than binomial chance allows (and then referred to t on
+  the dispersion's degrees of freedom, as it is estimated from the repetitions). **more errors** when
+  it rejects after Holm's correction (same family as "slower") and B's share is more than --error-threshold
+  points above A's.
+- Not judged, and why: a cell with fewer than 3 repetitions on a side ("one run": its run-to-run noise is
+  unmeasured), an open-loop cell at a different offered load or at or past capacity, a cell with an invalid
+  open-loop run. **not comparable**: a cell only one run has, or one with too few served requests. **busy
+  machine**: a repetition of the cell was flagged busy (runs.csv `busy`).
+- Machine speed (`--adjust-for-machine`): B's closed-loop times are divided by the ratio of the runs'
+  `reference_ms`, except the fixed ~1 s of a SYN retransmission (a kernel timer, not CPU work); open-loop cells are
+  not adjusted (their offered rates already follow each run's own capacity, and queueing near the knee is not
+  proportional to the service time).
 
-Exit status: 0 no cell slower, 1 some cell slower, 2 the runs cannot be compared (a folder cannot be read, or
-they differ in payload, model or matrix — the message says which).
+Exit status: 0 nothing worse; 1 a cell is slower or has more errors; 2 the comparison cannot be trusted: the runs
+differ in payload, model or matrix (nothing is written), or a run is incomplete, a cell ran on a busy machine, a
+cell is not comparable, or no cell could be judged (the report is written, and the reasons printed).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import argparse
 import json
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +54,23 @@ from analysis.bench.schema import samples_needed
 from analysis.load import Results, ResultsError, load_results
 
 EXIT_SAME, EXIT_SLOWER, EXIT_INCOMPARABLE = 0, 1, 2
+SLOWER, FASTER, SAME = "slower", "faster", "same"
+MORE_ERRORS, FEWER_ERRORS, NOT_JUDGED = "more errors", "fewer errors", "not judged"
+# the cell's own interval lies beyond the threshold, but its test does not reject once corrected for the family
+SLOWER_UNCONFIRMED, FASTER_UNCONFIRMED = "slower (unconfirmed)", "faster (unconfirmed)"
 DIFFERENT_LOAD = "different load"  # an open-loop cell whose offered rates differ beyond the threshold: not compared
 SATURATED = "saturated"  # an open-loop cell at or past its run's closed-loop capacity: not compared
-ONE_RUN = "one run"  # an open-loop cell with a single run on a side: run-to-run noise unmeasured, not judged
+ONE_RUN = "one run"  # fewer than MIN_REPS repetitions (runs) on a side: run-to-run noise unmeasured, not judged
+INVALID = "invalid run"  # an open-loop run whose generator fell behind (valid = 0) or that sent nothing
+NOT_COMPARABLE = "not comparable"  # only one run has the cell, or too few served requests to judge it
+BUSY = "busy machine"  # a repetition of the cell ran while something else competed for the CPUs
 SYN_RETRY_MS = 1000.0  # Linux's initial SYN retransmission timeout: the gap of the slow mode
-MIN_REPS_FOR_T = 3  # repetitions per side for Welch's t over repetition means (else Mann-Whitney over requests)
-BATCH_MEANS = "welch-t over batch means"
+ADJUST_CUT_QUANTILE = 0.01  # --adjust-for-machine: requests 1 s above this quantile of A's waited out a SYN retry
+MIN_REPS = 3  # repetitions per side for a judged cell
+MIN_SERVED_PER_REP = 10  # served requests a repetition needs for its mean to count
+BATCHES = 5  # a single run is split into this many batches for a descriptive interval
+LOG_T = "t over log repetition means"
+LOG_T_BATCHES = "t over log batch means (within one run)"
 
 
 @dataclass(frozen=True)
@@ -62,8 +78,7 @@ class Settings:
     threshold_pct: float = 5.0
     alpha: float = 0.05
     level: float = 0.95
-    resamples: int = 2000
-    seed: int = 0
+    error_threshold_pp: float = 1.0  # smallest change of a cell's error share, in percentage points, that counts
     common_cells: bool = False  # compare the cells both runs have instead of refusing another matrix
     adjust_for_machine: bool = False  # divide B's times by the ratio of the runs' reference_ms
 
@@ -74,6 +89,27 @@ class Incomparable(Exception):
     def __init__(self, reasons: list[str]) -> None:
         self.reasons = reasons
         super().__init__("; ".join(reasons))
+
+
+@dataclass
+class Comparison:
+    """The table of cells, notes, the reasons for exit status 2 (``problems``) and the Holm family's size."""
+
+    table: pd.DataFrame
+    notes: list[str]
+    problems: list[str]
+    family: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def worse(self) -> pd.DataFrame:
+        t = self.table
+        return t[(t["verdict"] == SLOWER) | (t["errors_verdict"] == MORE_ERRORS)] if len(t) else t
+
+    @property
+    def exit_status(self) -> int:
+        if self.problems:
+            return EXIT_INCOMPARABLE
+        return EXIT_SLOWER if len(self.worse) else EXIT_SAME
 
 
 # ------------------------------------------------------------------------------------------ comparability
@@ -101,11 +137,11 @@ def _model(r: Results) -> str | None:
     return ", ".join(sorted(seen)) or None
 
 
-def comparability(a: Results, b: Results, common_cells: bool = False) -> tuple[list[str], list[str]]:
-    """(reasons the runs cannot be compared, notes about differences that do not prevent it). With
-    ``common_cells`` another matrix is only a note: the cells both runs have are compared."""
+def comparability(a: Results, b: Results, common_cells: bool = False) -> tuple[list[str], list[str], list[str]]:
+    """(reasons the runs cannot be compared at all, problems that make the comparison untrustworthy (exit 2, the
+    report still written), notes). With ``common_cells`` another matrix is only a note."""
     ma, mb = a.manifest, b.manifest
-    reasons, notes = [], []
+    reasons, problems, notes = [], [], []
     (pa, da), (pb, db) = _payload(ma), _payload(mb)
     if pa != pb:
         reasons.append(f"different payload: A POSTed {da}, B {db}")
@@ -129,61 +165,90 @@ def comparability(a: Results, b: Results, common_cells: bool = False) -> tuple[l
                          "different numbers of requests, which the intervals account for")
     for name, r in (("A", a), ("B", b)):
         if not r.complete:
-            notes.append(f"run {name} ({r.manifest['run_id']}) is incomplete: " + "; ".join(r.incomplete_reasons))
-        if r.manifest.get("status") == "complete" and any(c.get("busy") for c in r.manifest.get("system_checks") or []):
-            notes.append(f"run {name} started on a busy machine (its report says what competed)")
-    return reasons, notes
+            problems.append(f"run {name} ({r.manifest['run_id']}) is incomplete: " + "; ".join(r.incomplete_reasons))
+        if any(c.get("busy") for c in r.manifest.get("system_checks") or []):
+            notes.append(f"run {name} started on a busy machine (its report says what competed); each cell's own "
+                         "repetitions are checked below")
+    return reasons, problems, notes
 
 
 # --------------------------------------------------------------------------------------------------- samples
 Reps = list[np.ndarray]  # one array of served request times per repetition (or per open-loop run)
 
 
-def closed_loop_cells(r: Results) -> dict[tuple[str, str, float], Reps]:
-    """(platform, "c", concurrency) -> the served requests' total_ms, one array per repetition (extra ones
-    included)."""
+@dataclass
+class Side:
+    """One run's samples of one cell: per repetition (or open-loop run) its served times, attempts and failures."""
+
+    reps: Reps = field(default_factory=list)
+    attempts: list[int] = field(default_factory=list)
+    errors: list[int] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)  # "r<repetition>: why", one per repetition flagged busy
+    invalid: list[str] = field(default_factory=list)  # open-loop runs left out: "<run_key>: why"
+    offered_rps: float = math.nan
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) and math.isfinite(value) else 0
+
+
+def closed_loop_cells(r: Results) -> dict[tuple[str, str, float], Side]:
+    """(platform, "c", concurrency) -> its repetitions (extra ones included): served requests' total_ms, and the
+    run's attempts (served + errors, runs.csv) and errors, and which repetitions runs.csv flags busy."""
+    runs = r.runs[r.runs["experiment"] == "concurrency"]
     req = r.requests[(r.requests["experiment"] == "concurrency") & (r.requests["served"] == 1)]
-    return {(str(p), "c", float(c)): [g["total_ms"].to_numpy(float) for _, g in cell.groupby("run_key", sort=True)]
-            for (p, c), cell in req.groupby(["platform", "concurrency"], sort=False)}
+    times = {k: g["total_ms"].to_numpy(float) for k, g in req.groupby("run_key", sort=False)}
+    cells: dict[tuple[str, str, float], Side] = {}
+    for (p, c), g in runs.groupby(["platform", "concurrency"], sort=False):
+        side = cells.setdefault((str(p), "c", float(c)), Side())
+        for row in g.sort_values("repetition").to_dict("records"):
+            served, errors = _int(row.get("served")), _int(row.get("errors"))
+            x = times.get(row["run_key"], np.empty(0))
+            side.reps.append(x)
+            side.errors.append(errors)
+            side.attempts.append(served + errors if served + errors else len(x))
+            if _int(row.get("busy")) == 1:
+                side.busy.append(f"r{int(row['repetition'])} (others' CPU {row.get('others_cpu_pct', math.nan):.0f} %,"
+                                 f" steal {row.get('steal_pct', math.nan):.0f} %)")
+    return cells
 
 
-def open_loop_cells(r: Results) -> tuple[dict[tuple[str, str, float], Reps], dict[tuple, float]]:
-    """(platform, "rate % of capacity" or "rate rps", level) -> served latency_ms of the valid open-loop runs, one
-    array per run, and each cell's offered rate; empty when the folder has no open-loop tables (runs made before
-    they existed). The tables are read through the schema, like every other (capacity.load)."""
+def open_loop_cells(r: Results) -> dict[tuple[str, str, float], Side]:
+    """(platform, "rate %" or "rate rps", level) -> its open-loop runs: the valid ones' served latency_ms in schedule
+    order, scheduled requests and failed ones (errors + dropped); the invalid ones (valid = 0, or an outcome other
+    than ok) named apart. Empty when the folder has no open-loop tables. Read through the schema (capacity.load)."""
     runs, req = capacity.load(r)
-    if not len(runs) or not len(req):
-        return {}, {}
-    ok = runs
-    if "valid" in ok.columns:
-        ok = ok[ok["valid"].fillna(0) == 1]
-    if "outcome" in ok.columns:
-        ok = ok[ok["outcome"].fillna("ok") == "ok"]
-    cells: dict[tuple[str, str, float], Reps] = {}
-    offered: dict[tuple, float] = {}
-    served = req[req["served"] == 1]
-    for row in ok.itertuples(index=False):
-        pct = float(getattr(row, "capacity_pct", float("nan")))
-        key = ((str(row.platform), "rate %", pct) if math.isfinite(pct)
-               else (str(row.platform), "rate rps", round(float(row.offered_rps), 3)))
-        mine = served[served["run_key"] == row.run_key]
-        if len(mine):
-            cells.setdefault(key, []).append(mine.sort_values("scheduled_s")["latency_ms"].to_numpy(float))
-        offered[key] = float(row.offered_rps)
-    return cells, offered
-
-
-BATCHES = 5
+    if not len(runs):
+        return {}
+    served = req[req["served"] == 1] if len(req) else req
+    by_run = {k: g.sort_values("scheduled_s")["latency_ms"].to_numpy(float) for k, g in served.groupby("run_key")}
+    cells: dict[tuple[str, str, float], Side] = {}
+    for row in runs.to_dict("records"):
+        pct = float(row.get("capacity_pct", math.nan))
+        key = ((str(row["platform"]), "rate %", pct) if math.isfinite(pct)
+               else (str(row["platform"]), "rate rps", round(float(row["offered_rps"]), 3)))
+        side = cells.setdefault(key, Side())
+        outcome = row.get("outcome") if isinstance(row.get("outcome"), str) else "ok"
+        valid = row.get("valid")
+        if outcome != "ok" or (isinstance(valid, int | float) and math.isfinite(valid) and valid != 1):
+            why = row.get("invalid_reason") if isinstance(row.get("invalid_reason"), str) else None
+            side.invalid.append(f"{row['run_key']}: " + (why or (f"outcome {outcome}" if outcome != "ok"
+                                                                 else "the generator fell behind (valid = 0)")))
+            continue
+        side.reps.append(by_run.get(row["run_key"], np.empty(0)))
+        side.attempts.append(_int(row.get("scheduled")))
+        side.errors.append(_int(row.get("errors")) + _int(row.get("dropped")))
+        side.offered_rps = float(row["offered_rps"])
+    return cells
 
 
 def batches(runs: Reps) -> Reps:
-    """Each run split into BATCHES consecutive batches of its requests in schedule order (batch means), for an
-    open-loop cell with fewer than MIN_REPS_FOR_T runs: a run's requests share the queue and the machine's moments
-    just as a repetition's do, so its batches stand in for repetitions in the interval and the test. A queue that
-    grows during the run (at or past capacity) makes the batches disagree, and the interval says so."""
+    """Each run split into BATCHES consecutive batches of its requests in schedule order (batch means), for a side
+    with fewer than MIN_REPS repetitions: a descriptive interval of the spread within that run, never a verdict."""
     out: Reps = []
     for times in runs:
-        out += [b for b in np.array_split(times, min(BATCHES, len(times))) if len(b)]
+        if len(times):
+            out += [b for b in np.array_split(times, min(BATCHES, len(times))) if len(b)]
     return out
 
 
@@ -194,101 +259,230 @@ def machine_reference(r: Results) -> np.ndarray | None:
     return ref if len(ref) >= 3 else None
 
 
+@dataclass(frozen=True)
+class Machine:
+    """B's machine against A's: ``ratio`` of the medians of reference_ms, and the variance of its logarithm (the
+    large-sample variance of a median, pi/2 * var / n, per side), added to a cell's when B is adjusted."""
+
+    ratio: float
+    log_var: float
+
+
+def adjust(times: np.ndarray, ratio: float, cut: float) -> np.ndarray:
+    """B's times on A's machine: divided by ``ratio``, except the fixed SYN retransmission delay of a request in the
+    slow mode (at or above ``cut``, in B's times), which a faster CPU does not shorten."""
+    slow = times >= cut
+    return np.where(slow, (times - SYN_RETRY_MS) / ratio + SYN_RETRY_MS, times / ratio)
+
+
 # ------------------------------------------------------------------------------------------------ statistics
-def _ci(boot: np.ndarray, level: float) -> tuple[float, float]:
-    lo, hi = np.nanpercentile(boot, [50 * (1 - level), 50 * (1 + level)])
-    return float(lo), float(hi)
+def log_t(a: np.ndarray, b: np.ndarray, level: float, threshold_pct: float,
+          extra_var: float = 0.0) -> dict[str, float]:
+    """Welch's t on the logarithms of two samples of positive means (repetition means): the ratio of geometric
+    means B / A with its ``level`` interval, and one-sided p-values of "B / A > 1 + threshold" (p_b_slower) and
+    "B / A < 1 - threshold" (p_b_faster). ``extra_var`` is added to the variance of the log ratio."""
+    la, lb = np.log(a), np.log(b)
+    d = float(lb.mean() - la.mean())
+    va, vb = la.var(ddof=1) / len(la), lb.var(ddof=1) / len(lb)
+    se = math.sqrt(va + vb + extra_var)
+    denom = (va**2 / (len(la) - 1) if va else 0.0) + (vb**2 / (len(lb) - 1) if vb else 0.0)
+    df = (va + vb) ** 2 / denom if denom > 0 else float(len(la) + len(lb) - 2)
+    up = math.log1p(threshold_pct / 100)
+    down = math.log1p(-threshold_pct / 100) if threshold_pct < 100 else -math.inf
+    if se > 0:
+        q = float(st.t.ppf(0.5 + level / 2, df))
+        lo, hi = d - q * se, d + q * se
+        p_slower = float(st.t.sf((d - up) / se, df))
+        p_faster = float(st.t.cdf((d - down) / se, df)) if math.isfinite(down) else 1.0
+    else:  # identical repetitions: the difference is known exactly
+        lo = hi = d
+        p_slower, p_faster = float(d > up), float(d < down)
+    return {"mean_ratio": math.exp(d), "mean_ratio_ci_low": math.exp(lo), "mean_ratio_ci_high": math.exp(hi),
+            "df": df, "p_b_slower": p_slower, "p_b_faster": p_faster}
 
 
-def two_stage_bootstrap(reps: Reps, rng: np.random.Generator, resamples: int,
-                        chunk: int = 200) -> dict[str, np.ndarray]:
-    """Mean, median and 99th percentile of ``resamples`` two-stage resamples: the repetitions drawn with
-    replacement, then each drawn repetition's requests drawn with replacement (as many as it has). With one
-    repetition this is the plain bootstrap over its requests."""
-    x = np.concatenate(reps)
-    sizes = np.array([len(r) for r in reps])
-    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    n_reps, longest = len(reps), int(sizes.max())
-    stats: dict[str, list[np.ndarray]] = {"mean": [], "median": [], "p99": []}
-    for start in range(0, resamples, chunk):
-        b = min(chunk, resamples - start)
-        pick = rng.integers(0, n_reps, size=(b, n_reps))
-        n = sizes[pick][:, :, None]
-        pos = offsets[pick][:, :, None] + (rng.random((b, n_reps, longest)) * n).astype(np.int64)
-        valid = np.arange(longest)[None, None, :] < n
-        values = np.where(valid, x[np.minimum(pos, len(x) - 1)], np.nan).reshape(b, -1)
-        stats["mean"].append(np.nanmean(values, axis=1))
-        stats["median"].append(np.nanmedian(values, axis=1))
-        stats["p99"].append(np.nanquantile(values, 0.99, axis=1))
-    return {k: np.concatenate(v) for k, v in stats.items()}
+def error_test(a: Side, b: Side) -> dict[str, float]:
+    """Error shares and the one-sided tests of "B fails more" / "B fails less".
 
+    Fisher's exact test: given the attempts of each run and the total k of failures, B's count is hypergeometric
+    under "same error rate" (exact at any rate, where a binomial with B's share of the attempts is conservative
+    once failures are frequent). Failures cluster in repetitions (a backlog that overflowed, a bad minute), so the
+    counts are first divided by the over-dispersion phi = Pearson chi-square / degrees of freedom of every
+    repetition of both runs around its own run's share, where that exceeds 1 (the quasi-binomial correction: each
+    run its own rate, phi shared; a run without failures adds no degrees of freedom), and rounded to whole
+    numbers: n attempts clustered phi-fold weigh as much as n / phi independent ones. A phi estimated from 5 + 5
+    repetitions is itself uncertain, and taking it as known makes the test reject too often (8 of 200 A/A pairs
+    failed in scripts/compare-false-alarms.py --seed 1 --error-rate 0.05, 6 of 200 with this), so where it exceeds
+    1 the test's p-value is read as a normal deviate and referred to Student's t on phi's degrees of freedom: the
+    quasi-likelihood F(1, df) test."""
+    na, nb = sum(a.attempts), sum(b.attempts)
+    ea, eb = sum(a.errors), sum(b.errors)
+    row = {"attempts_a": na, "attempts_b": nb, "errors_a": ea, "errors_b": eb,
+           "error_pct_a": 100 * ea / na if na else math.nan, "error_pct_b": 100 * eb / nb if nb else math.nan}
+    row["error_diff_pp"] = row["error_pct_b"] - row["error_pct_a"]
+    chi2, dof = 0.0, 0
+    for side, n, e in ((a, na, ea), (b, nb, eb)):
+        share = e / n if n else 0.0
+        if not 0 < share < 1:  # a run with no failures (or nothing else) says nothing about their spread
+            continue
+        for ni, ei in zip(side.attempts, side.errors, strict=True):
+            if ni:
+                chi2 += (ei - ni * share) ** 2 / (ni * share * (1 - share))
+        dof += max(sum(1 for attempts in side.attempts if attempts) - 1, 0)
+    phi = max(1.0, chi2 / dof) if dof else 1.0
+    row["error_dispersion"], row["error_dispersion_df"] = phi, dof
 
-def slower_test(a: Reps, b: Reps) -> tuple[str, float, float]:
-    """(test name, p of "B slower", p of "B faster"): Welch's t over the repetitions' means where both sides have
-    at least MIN_REPS_FOR_T, else Mann-Whitney U over the pooled requests."""
-    ma, mb = np.array([r.mean() for r in a]), np.array([r.mean() for r in b])
-    if min(len(ma), len(mb)) >= MIN_REPS_FOR_T and (ma.std() > 0 or mb.std() > 0):
-        slower = st.ttest_ind(mb, ma, equal_var=False, alternative="greater").pvalue
-        faster = st.ttest_ind(mb, ma, equal_var=False, alternative="less").pvalue
-        return "welch-t over repetition means", float(slower), float(faster)
-    xa, xb = np.concatenate(a), np.concatenate(b)
-    return ("mann-whitney over requests", float(st.mannwhitneyu(xb, xa, alternative="greater").pvalue),
-            float(st.mannwhitneyu(xb, xa, alternative="less").pvalue))
+    def whole(x: float) -> int:
+        return math.floor(x / phi + 0.5)
 
-
-def compare_cell(a_reps: Reps, b_reps: Reps, s: Settings, seed: int,
-                 machine: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
-    """Every statistic of one cell. ``machine``: both runs' reference_ms; with s.adjust_for_machine B's times are
-    divided by the ratio of their medians (the ratio itself resampled with them)."""
-    rng = np.random.default_rng(seed)
-    ratio, ratio_boot = 1.0, np.ones(s.resamples)
-    if machine is not None:
-        ref_a, ref_b = machine
-        ratio = float(np.median(ref_b) / np.median(ref_a))
-        if s.adjust_for_machine:
-            ratio_boot = (np.median(ref_b[rng.integers(0, len(ref_b), (s.resamples, len(ref_b)))], axis=1)
-                          / np.median(ref_a[rng.integers(0, len(ref_a), (s.resamples, len(ref_a)))], axis=1))
-    scale = ratio if (machine is not None and s.adjust_for_machine) else 1.0
-    b_reps = [r / scale for r in b_reps]
-    a, b = np.concatenate(a_reps), np.concatenate(b_reps)
-    ba, bb = two_stage_bootstrap(a_reps, rng, s.resamples), two_stage_bootstrap(b_reps, rng, s.resamples)
-    if scale != 1.0:  # the ratio's own uncertainty: each resample divides by a resampled ratio instead
-        bb = {k: v * ratio / ratio_boot for k, v in bb.items()}
-    row: dict[str, Any] = {"n_a": len(a), "n_b": len(b), "reps_a": len(a_reps), "reps_b": len(b_reps),
-                           "machine_ratio": ratio if machine is not None else np.nan,
-                           "adjusted_for_machine": int(scale != 1.0)}
-    row.update(mean_a_ms=float(a.mean()), mean_b_ms=float(b.mean()), mean_diff_ms=float(b.mean() - a.mean()),
-               mean_diff_pct=float(100 * (b.mean() / a.mean() - 1)))
-    row["mean_diff_ms_ci_low"], row["mean_diff_ms_ci_high"] = _ci(bb["mean"] - ba["mean"], s.level)
-    row["mean_diff_pct_ci_low"], row["mean_diff_pct_ci_high"] = _ci(100 * (bb["mean"] / ba["mean"] - 1), s.level)
-    med_a, med_b = np.median(a), np.median(b)
-    row.update(median_a_ms=float(med_a), median_b_ms=float(med_b), median_diff_ms=float(med_b - med_a))
-    row["median_diff_ms_ci_low"], row["median_diff_ms_ci_high"] = _ci(bb["median"] - ba["median"], s.level)
-    if min(len(a), len(b)) >= samples_needed(99):
-        pa, pb = np.quantile(a, 0.99), np.quantile(b, 0.99)
-        row.update(p99_a_ms=float(pa), p99_b_ms=float(pb), p99_diff_ms=float(pb - pa))
-        row["p99_diff_ms_ci_low"], row["p99_diff_ms_ci_high"] = _ci(bb["p99"] - ba["p99"], s.level)
-    else:
-        row.update(p99_a_ms=np.nan, p99_b_ms=np.nan, p99_diff_ms=np.nan, p99_diff_ms_ci_low=np.nan,
-                   p99_diff_ms_ci_high=np.nan)
-    # the slow mode: requests at least one SYN retransmission (1 s) slower than A's 10th percentile
-    cut = float(np.quantile(a, 0.10)) + SYN_RETRY_MS
-    row.update(slow_share_a=float((a >= cut).mean()), slow_share_b=float((b >= cut).mean()))
-    row["test"], row["p_b_slower"], row["p_b_faster"] = slower_test(a_reps, b_reps)
-    row["verdict"] = verdict(row, s)
+    # effective counts: attempts at least 1 where there were any, failures at most the attempts
+    na_e, nb_e = (max(whole(n), 1) if n else 0 for n in (na, nb))
+    ea_e, eb_e = min(whole(ea), na_e), min(whole(eb), nb_e)
+    k = ea_e + eb_e
+    if k <= 0 or not (na_e and nb_e):
+        row["p_more_errors"] = row["p_fewer_errors"] = 1.0
+    else:  # X ~ Hypergeometric(population na + nb, k failures in it, nb drawn): P(X >= eb), P(X <= eb)
+        row["p_more_errors"] = float(st.hypergeom.sf(eb_e - 1, na_e + nb_e, k, nb_e))
+        row["p_fewer_errors"] = float(st.hypergeom.cdf(eb_e, na_e + nb_e, k, nb_e))
+        if phi > 1:  # phi estimated, not known: the normal deviate of each p-value against t on its df
+            for name in ("p_more_errors", "p_fewer_errors"):
+                z = float(st.norm.isf(row[name]))
+                if z > 0:
+                    row[name] = float(st.t.sf(z, dof))
     return row
 
 
-def verdict(row: dict[str, Any], s: Settings) -> str:
-    if row["p_b_slower"] < s.alpha and row["mean_diff_pct_ci_low"] > s.threshold_pct:
-        return "slower"
-    if row["p_b_faster"] < s.alpha and row["mean_diff_pct_ci_high"] < -s.threshold_pct:
-        return "faster"
-    return "same"
+def holm(p: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values: the family-wise error rate stays at most alpha for any dependence."""
+    m = len(p)
+    adjusted = [1.0] * m
+    running = 0.0
+    for rank, i in enumerate(sorted(range(m), key=lambda j: p[j])):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted
 
 
-def _machine(a: Results, b: Results, s: Settings, notes: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
-    """Both runs' reference_ms, or None when one lacks it; a note says how their machines' speeds compared."""
+def describe(a: Reps, b: Reps, row: dict[str, Any]) -> None:
+    """Point values beside the headline: pooled medians and p99s (a p99 only with the 662 samples it needs) and
+    the share of requests in the slow mode (at least one SYN retransmission slower than A's 10th percentile)."""
+    x, y = np.concatenate(a) if a else np.empty(0), np.concatenate(b) if b else np.empty(0)
+    row["n_a"], row["n_b"] = len(x), len(y)
+    if not (len(x) and len(y)):
+        return
+    row.update(median_a_ms=float(np.median(x)), median_b_ms=float(np.median(y)))
+    row["median_diff_ms"] = row["median_b_ms"] - row["median_a_ms"]
+    if min(len(x), len(y)) >= samples_needed(99):
+        row.update(p99_a_ms=float(np.quantile(x, 0.99)), p99_b_ms=float(np.quantile(y, 0.99)))
+        row["p99_diff_ms"] = row["p99_b_ms"] - row["p99_a_ms"]
+    cut = float(np.quantile(x, 0.10)) + SYN_RETRY_MS
+    row.update(slow_share_a=float((x >= cut).mean()), slow_share_b=float((y >= cut).mean()))
+
+
+def _usable(reps: Reps) -> Reps:
+    return [r for r in reps if len(r) >= MIN_SERVED_PER_REP]
+
+
+def compare_cell(key: tuple[str, str, float], a: Side | None, b: Side | None, s: Settings,
+                 machine: Machine | None) -> tuple[dict[str, Any], str | None]:
+    """Every statistic of one cell, its verdicts before the family correction (the judged ones read "judge"),
+    and why it makes the comparison untrustworthy (exit 2), or None."""
+    platform, kind, level = key
+    row: dict[str, Any] = {"platform": platform, "load": kind, "level": level,
+                           "offered_a_rps": a.offered_rps if a else math.nan,
+                           "offered_b_rps": b.offered_rps if b else math.nan}
+    if a is None or b is None:
+        row.update(reps_a=len(a.reps) if a else 0, reps_b=len(b.reps) if b else 0,
+                   verdict=NOT_COMPARABLE, errors_verdict=NOT_JUDGED, invalid_runs="",
+                   reason=f"only run {'A' if a else 'B'} has this cell")
+        return row, None if s.common_cells else row["reason"]
+    row.update(reps_a=len(a.reps), reps_b=len(b.reps))
+    b_reps = b.reps
+    if machine is not None and s.adjust_for_machine and kind == "c" and any(len(r) for r in a.reps):
+        # the slow mode on B's machine: 1 s above the fastest requests (A's 1st percentile, scaled to B's speed): a
+        # SYN retry on even a fast request lands above it, and the fast mode stays below while it spans under 1 s
+        cut = machine.ratio * float(np.quantile(np.concatenate(a.reps), ADJUST_CUT_QUANTILE)) + SYN_RETRY_MS
+        b_reps = [adjust(r, machine.ratio, cut) for r in b.reps]
+    row["adjusted_for_machine"] = int(b_reps is not b.reps)
+    row["machine_ratio"] = machine.ratio if machine else math.nan
+    describe(a.reps, b_reps, row)
+    row.update(error_test(a, b))
+    few = min(len(a.reps), len(b.reps)) < MIN_REPS
+    ua, ub = _usable(a.reps), _usable(b_reps)
+    if not few and min(len(ua), len(ub)) >= MIN_REPS:  # over repetitions where both sides have enough
+        means_a, means_b, row["interval"] = [r.mean() for r in ua], [r.mean() for r in ub], LOG_T
+    else:  # descriptive: batches of what there is
+        ba, bb = batches(a.reps if few else ua), batches(b_reps if few else ub)
+        means_a, means_b, row["interval"] = [x.mean() for x in ba], [x.mean() for x in bb], LOG_T_BATCHES
+    if min(len(means_a), len(means_b)) >= 2 and min(*means_a, *means_b) > 0:
+        extra = machine.log_var if machine is not None and row["adjusted_for_machine"] else 0.0
+        row.update(log_t(np.array(means_a), np.array(means_b), s.level, s.threshold_pct, extra))
+        row["mean_a_ms"] = float(np.exp(np.mean(np.log(means_a))))
+        row["mean_b_ms"] = float(np.exp(np.mean(np.log(means_b))))
+        row["mean_diff_ms"] = row["mean_b_ms"] - row["mean_a_ms"]
+        for suffix in ("", "_ci_low", "_ci_high"):
+            row[f"mean_diff_pct{suffix}"] = 100 * (row[f"mean_ratio{suffix}"] - 1)
+    else:
+        row["interval"] = ""
+    problem = _status(row, a, b, len(ua), len(ub), s)
+    # errors are judged wherever the cell has its repetitions and was measured under the same conditions, even
+    # where too few requests were served to judge latency (a run that fails everything)
+    judge_errors = row["verdict"] in ("judge", NOT_COMPARABLE) and not few
+    if judge_errors and row["errors_a"] + row["errors_b"] == 0:  # no test can reject: kept out of the family
+        row["errors_verdict"] = SAME
+    else:
+        row["errors_verdict"] = "judge" if judge_errors else NOT_JUDGED
+    return row, problem
+
+
+def _status(row: dict[str, Any], a: Side, b: Side, usable_a: int, usable_b: int, s: Settings) -> str | None:
+    """Set the cell's latency verdict when it is not judged, and its reason, most telling first ("judge" for a
+    cell to judge); return why the cell makes the comparison untrustworthy (exit 2), or None."""
+    kind, few = row["load"], min(len(a.reps), len(b.reps)) < MIN_REPS
+    invalid = a.invalid + b.invalid
+    row["invalid_runs"] = "; ".join(invalid)
+    problem = None
+    if kind == "c" and (a.busy or b.busy):
+        row["verdict"] = BUSY
+        row["reason"] = "; ".join(f"run {n} repetition(s) {', '.join(side.busy)}"
+                                  for n, side in (("A", a), ("B", b)) if side.busy)
+        problem = f"ran on a busy machine: {row['reason']}"
+    elif invalid and few:
+        row["verdict"], row["reason"] = INVALID, "; ".join(invalid)
+        if min(len(a.reps) + len(a.invalid), len(b.reps) + len(b.invalid)) >= MIN_REPS:
+            # a cell that would have been judged lost the runs it needed
+            problem = f"fewer than {MIN_REPS} valid open-loop runs on a side ({row['reason']})"
+    elif kind != "c" and _different_load(row, s):
+        row["verdict"] = DIFFERENT_LOAD
+        row["reason"] = f"offered A {row['offered_a_rps']:.1f}, B {row['offered_b_rps']:.1f} req/s"
+    elif kind == "rate %" and row["level"] >= 100:
+        row["verdict"], row["reason"] = SATURATED, "at or past the closed-loop capacity"
+    elif few:
+        row["verdict"] = ONE_RUN
+        row["reason"] = f"{min(len(a.reps), len(b.reps))} repetition(s) on a side, {MIN_REPS} needed to judge"
+    elif min(usable_a, usable_b) < MIN_REPS:
+        row["verdict"] = NOT_COMPARABLE
+        row["reason"] = (f"too few served requests: {usable_a} of A's {len(a.reps)} and {usable_b} of B's "
+                         f"{len(b.reps)} repetitions served at least {MIN_SERVED_PER_REP}")
+        problem = row["reason"]
+    elif "mean_ratio" not in row:
+        row["verdict"], row["reason"] = NOT_COMPARABLE, "a repetition's mean time is not positive"
+        problem = row["reason"]
+    else:
+        row["verdict"], row["reason"] = "judge", ""
+    return problem
+
+
+def _different_load(row: dict[str, Any], s: Settings) -> bool:
+    off_a, off_b = row["offered_a_rps"], row["offered_b_rps"]
+    # |B - A| * 100 > threshold * A rather than |B / A - 1| * 100 > threshold: exact at the boundary (105 against
+    # 100 at 5 % is not "beyond"), where the ratio's rounding would say 5.000000000000004
+    return bool(math.isfinite(off_a) and math.isfinite(off_b) and off_a > 0
+                and abs(off_b - off_a) * 100 > s.threshold_pct * off_a)
+
+
+def _machine(a: Results, b: Results, s: Settings, notes: list[str]) -> Machine | None:
+    """B's machine speed against A's, or None when one run lacks reference_ms; a note says how they compared."""
     ref_a, ref_b = machine_reference(a), machine_reference(b)
     if ref_a is None or ref_b is None:
         notes.append("machine speed: " + ("neither run" if ref_a is None and ref_b is None else
@@ -297,43 +491,35 @@ def _machine(a: Results, b: Results, s: Settings, notes: list[str]) -> tuple[np.
         if s.adjust_for_machine:
             notes.append("--adjust-for-machine: not applied (both runs need reference_ms)")
         return None
-    change = 100 * (np.median(ref_b) / np.median(ref_a) - 1)
-    notes.append(f"machine speed: B's reference workload took {change:+.1f} % as long as A's (median "
+    ratio = float(np.median(ref_b) / np.median(ref_a))
+    log_var = math.pi / 2 * (np.log(ref_a).var(ddof=1) / len(ref_a) + np.log(ref_b).var(ddof=1) / len(ref_b))
+    notes.append(f"machine speed: B's reference workload took {100 * (ratio - 1):+.1f} % as long as A's (median "
                  f"{np.median(ref_b):.1f} vs {np.median(ref_a):.1f} ms over {len(ref_b)} and {len(ref_a)} runs)"
-                 + ("; B's times are divided by that ratio (--adjust-for-machine)" if s.adjust_for_machine
+                 + ("; B's closed-loop times are divided by that ratio, except the fixed 1 s of a SYN retry, and "
+                    "the ratio's own uncertainty widens the intervals; open-loop cells are not adjusted "
+                    "(--adjust-for-machine)" if s.adjust_for_machine
                     else "; B's times are not adjusted for it (--adjust-for-machine does)"))
-    return ref_a, ref_b
+    return Machine(ratio, float(log_var))
 
 
-HELD_BACK = {  # verdicts of open-loop cells that are shown but not judged, and why
+HELD_BACK = {  # verdicts of cells that are shown but not judged, and why
     DIFFERENT_LOAD: "the offered rates differ by more than the threshold between the runs (their closed-loop "
                     "capacities differ; near saturation a few % more load changes latency many-fold): not compared",
     SATURATED: "at or past the closed-loop capacity, where the queue grows for as long as the run lasts (or does not, "
                "by a few % of capacity): shown, not judged",
-    ONE_RUN: "one open-loop run on a side: its batch-means interval shows the spread within that run only, and the "
-             "run-to-run noise (the machine's speed moves the knee) is unmeasured, so the cell is shown, not judged "
-             "(the bench runs each rate once; cells with 3 or more runs are judged)",
+    ONE_RUN: f"fewer than {MIN_REPS} repetitions (open loop: runs) on a side: the interval (over batches of one run "
+             "where a side has a single one) shows the spread within the run only, and the run-to-run noise (the "
+             "machine's speed moves it) is unmeasured, so the cell is shown, not judged",
+    INVALID: "an open-loop run whose generator fell behind its schedule (valid = 0) or that sent nothing: its "
+             "latencies are not the offered load's, so it is left out and named",
 }
 
 
-def _held_back(row: dict[str, Any], batched: bool, s: Settings) -> str | None:
-    """The verdict of an open-loop cell that is not judged (HELD_BACK), or None for a cell that is."""
-    off_a, off_b = row["offered_a_rps"], row["offered_b_rps"]
-    if math.isfinite(off_a) and math.isfinite(off_b) and off_a > 0 and abs(off_b / off_a - 1) * 100 > s.threshold_pct:
-        return DIFFERENT_LOAD
-    if row["load"] == "rate %" and row["level"] >= 100:
-        return SATURATED
-    if batched:
-        return ONE_RUN
-    return None
-
-
-def compare(a: Results, b: Results, s: Settings) -> tuple[pd.DataFrame, list[str]]:
-    """The table of every cell both runs have, and notes. Raises Incomparable when they measured different things."""
-    reasons, notes = comparability(a, b, s.common_cells)
+def compare(a: Results, b: Results, s: Settings) -> Comparison:
+    """Every cell of either run, judged where it can be. Raises Incomparable when they measured different things."""
+    reasons, problems, notes = comparability(a, b, s.common_cells)
     cells_a, cells_b = closed_loop_cells(a), closed_loop_cells(b)
-    rates_a, offered_a = open_loop_cells(a)
-    rates_b, offered_b = open_loop_cells(b)
+    rates_a, rates_b = open_loop_cells(a), open_loop_cells(b)
     if bool(rates_a) != bool(rates_b):
         notes.append("only run " + ("A" if rates_a else "B") + " has open-loop (rate) runs: they are not compared")
     elif rates_a:
@@ -346,78 +532,109 @@ def compare(a: Results, b: Results, s: Settings) -> tuple[pd.DataFrame, list[str
         raise Incomparable(reasons)
     machine = _machine(a, b, s, notes)
     rows: list[dict[str, Any]] = []
-    held_back: dict[str, list[str]] = {}
-    for i, key in enumerate(k for k in cells_a if k in cells_b):
-        a_x, b_x = cells_a[key], cells_b[key]
-        platform, kind, level = key
-        row: dict[str, Any] = {"platform": platform, "load": kind, "level": level,
-                               "offered_a_rps": offered_a.get(key, np.nan), "offered_b_rps": offered_b.get(key, np.nan)}
-        batched = kind != "c" and min(len(a_x), len(b_x)) < MIN_REPS_FOR_T
-        if batched:
-            a_x, b_x = batches(a_x), batches(b_x)
-        n_a, n_b = sum(len(x) for x in a_x), sum(len(x) for x in b_x)
-        if min(n_a, n_b) < 2:
-            row.update(n_a=n_a, n_b=n_b, verdict="same")
-            notes.append(f"{_cell(row)}: too few served requests to compare ({n_a} vs {n_b})")
-        else:
-            row.update(compare_cell(a_x, b_x, s, s.seed + i, machine))
-            if batched and row["test"].startswith("welch"):
-                row["test"] = BATCH_MEANS
-        held = _held_back(row, batched, s)
-        if held:
-            row["verdict"] = held
-            held_back.setdefault(held, []).append(
-                _cell(row) + (f" (A {row['offered_a_rps']:.1f}, B {row['offered_b_rps']:.1f} req/s)"
-                              if held == DIFFERENT_LOAD else ""))
+    for key in [*cells_a, *(k for k in cells_b if k not in cells_a)]:
+        row, problem = compare_cell(key, cells_a.get(key), cells_b.get(key), s, machine)
+        if problem:
+            problems.append(f"{_cell(row)}: {problem}")
         rows.append(row)
-    for held, cells in held_back.items():
-        notes.append(f"{', '.join(cells)}: {HELD_BACK[held]}")
-    missing = [k for k in cells_a if k not in cells_b] + [k for k in cells_b if k not in cells_a]
-    if missing:  # a cell only one run has (--common-cells), or whose every run aborted in one of them
-        notes.append("cells only one run has served requests for, not compared: "
-                     + ", ".join(_cell({"platform": p, "load": k, "level": v}) for p, k, v in missing))
-    order = {p: i for i, p in enumerate(a.platforms)}
     table = pd.DataFrame(rows)
+    family = _judge(table, s)
+    held = table[table["verdict"].isin(list(HELD_BACK))] if len(table) else table
+    for verdict, cells in held.groupby("verdict", sort=False) if len(held) else []:
+        notes.append(f"{', '.join(_cell(r) + (f' ({r.reason})' if r.reason else '') for r in cells.itertuples())}: "
+                     f"{HELD_BACK[str(verdict)]}")
+    partly = table[(table["invalid_runs"].astype(str) != "") & (table["verdict"] != INVALID)] if len(table) else table
+    if len(partly):
+        notes.append("invalid open-loop runs left out, the cell judged on its valid ones: "
+                     + "; ".join(f"{_cell(r)} ({r['invalid_runs']})" for _, r in partly.iterrows()))
+    if s.common_cells:
+        only = table[table["reason"].astype(str).str.startswith("only run")] if len(table) else table
+        if len(only):
+            notes.append("cells only one run has, not compared (--common-cells): "
+                         + ", ".join(_cell(r) for _, r in only.iterrows()))
+    if not family["latency"] and not family["errors"]:
+        problems.append(f"no cell could be judged: a judged cell needs {MIN_REPS} repetitions on each side, "
+                        "measured under the same conditions")
     if len(table):
+        order = {p: i for i, p in enumerate([*a.platforms, *(p for p in b.platforms if p not in a.platforms)])}
         table = table.assign(_k=table["platform"].map(order)).sort_values(["load", "_k", "level"]).drop(
             columns="_k").reset_index(drop=True)
-    return table, notes
+    return Comparison(table, notes, problems, family)
+
+
+def _judge(table: pd.DataFrame, s: Settings) -> dict[str, int]:
+    """Resolve the "judge" verdicts with Holm's correction: one family of the tests that count for the exit status
+    (B slower, B more errors), another of those that do not (B faster, B fewer errors)."""
+    if not len(table):
+        return {"latency": 0, "errors": 0}
+    lat = table.index[table["verdict"] == "judge"]
+    err = table.index[table["errors_verdict"] == "judge"]
+    for cols in (("p_b_slower", "p_more_errors"), ("p_b_faster", "p_fewer_errors")):
+        pvals = [float(table.at[i, cols[0]]) for i in lat] + [float(table.at[i, cols[1]]) for i in err]
+        adjusted = holm(pvals)
+        for i, p in zip(lat, adjusted[: len(lat)], strict=True):
+            table.loc[i, f"{cols[0]}_holm"] = p
+        for i, p in zip(err, adjusted[len(lat):], strict=True):
+            table.loc[i, f"{cols[1]}_holm"] = p
+    for i in lat:
+        r = table.loc[i]
+        if r["p_b_slower_holm"] < s.alpha and r["mean_diff_pct_ci_low"] > s.threshold_pct:
+            table.at[i, "verdict"] = SLOWER
+        elif r["p_b_faster_holm"] < s.alpha and r["mean_diff_pct_ci_high"] < -s.threshold_pct:
+            table.at[i, "verdict"] = FASTER
+        elif r["mean_diff_pct_ci_low"] > s.threshold_pct:
+            table.at[i, "verdict"] = SLOWER_UNCONFIRMED
+        elif r["mean_diff_pct_ci_high"] < -s.threshold_pct:
+            table.at[i, "verdict"] = FASTER_UNCONFIRMED
+        else:
+            table.at[i, "verdict"] = SAME
+    for i in err:
+        r = table.loc[i]
+        if r["p_more_errors_holm"] < s.alpha and r["error_diff_pp"] > s.error_threshold_pp:
+            table.at[i, "errors_verdict"] = MORE_ERRORS
+        elif r["p_fewer_errors_holm"] < s.alpha and r["error_diff_pp"] < -s.error_threshold_pp:
+            table.at[i, "errors_verdict"] = FEWER_ERRORS
+        else:
+            table.at[i, "errors_verdict"] = SAME
+    return {"latency": len(lat), "errors": len(err)}
 
 
 def _levels(cells: dict) -> str:
     return ", ".join(_cell({"platform": p, "load": k, "level": v}) for p, k, v in sorted(cells))
 
 
-def _cell(row: dict[str, Any] | pd.Series) -> str:
-    level = row["level"]
-    if row["load"] == "c":
-        return f"{row['platform']} c={int(level)}"
-    unit = " % of capacity" if row["load"] == "rate %" else " req/s"
-    return f"{row['platform']} at {level:g}{unit}"
+def _cell(row: dict[str, Any] | pd.Series | Any) -> str:
+    get = row.get if hasattr(row, "get") else (lambda k: getattr(row, k))
+    level = get("level")
+    if get("load") == "c":
+        return f"{get('platform')} c={int(level)}"
+    unit = " % of capacity" if get("load") == "rate %" else " req/s"
+    return f"{get('platform')} at {level:g}{unit}"
 
 
 # ------------------------------------------------------------------------------------------------- outputs
-def figure(table: pd.DataFrame, s: Settings, path: Path, platforms: list[str]) -> Path | None:
-    """Relative change of the mean per cell with its interval, the ±threshold band, coloured by verdict."""
+COLORS = {SLOWER: "#d62728", FASTER: "#2ca02c", SAME: "#555555", SLOWER_UNCONFIRMED: "#f4a6a6",
+          FASTER_UNCONFIRMED: "#a6dba0", DIFFERENT_LOAD: "#bbbbbb", SATURATED: "#e3b778",
+          ONE_RUN: "#9ecae1", INVALID: "#9467bd", NOT_COMPARABLE: "#000000", BUSY: "#ff7f0e"}
+
+
+def figure(table: pd.DataFrame, s: Settings, path: Path) -> Path | None:
+    """Change of the geometric mean per cell with its interval, the ±threshold band, coloured by verdict."""
     import matplotlib as mpl
 
     mpl.use("Agg")
     import matplotlib.pyplot as plt
 
-    d = table[table["verdict"].notna() & table.get("mean_diff_pct", pd.Series(dtype=float)).notna()] if len(
-        table) else table
+    d = table[table["mean_diff_pct"].notna()] if len(table) and "mean_diff_pct" in table else table.iloc[0:0]
     if not len(d):
         return None
-    colors = {"slower": "#d62728", "faster": "#2ca02c", "same": "#555555", DIFFERENT_LOAD: "#bbbbbb",
-              SATURATED: "#e3b778", ONE_RUN: "#9ecae1"}
     fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(d) + 2), 4.5))
     x = np.arange(len(d))
     for xi, (_, r) in zip(x, d.iterrows(), strict=True):
         err = [[r["mean_diff_pct"] - r["mean_diff_pct_ci_low"]], [r["mean_diff_pct_ci_high"] - r["mean_diff_pct"]]]
-        ax.errorbar(xi, r["mean_diff_pct"], yerr=err, fmt="o", capsize=4, color=colors[r["verdict"]])
-    # the axis fits the judged cells; a saturated or different-load cell far outside is cut at the edge, its
-    # value written there, so it does not flatten every other interval
-    judged = d[~d["verdict"].isin(list(HELD_BACK))]
+        ax.errorbar(xi, r["mean_diff_pct"], yerr=err, fmt="o", capsize=4, color=COLORS[r["verdict"]])
+    # the axis fits the judged cells; a held-back cell far outside is cut at the edge, its value written there
+    judged = d[d["verdict"].isin([SLOWER, FASTER, SAME, SLOWER_UNCONFIRMED, FASTER_UNCONFIRMED])]
     if len(judged):
         lo = min(float(judged["mean_diff_pct_ci_low"].min()), -2 * s.threshold_pct)
         hi = max(float(judged["mean_diff_pct_ci_high"].max()), 2 * s.threshold_pct)
@@ -428,18 +645,18 @@ def figure(table: pd.DataFrame, s: Settings, path: Path, platforms: list[str]) -
             v = r["mean_diff_pct"]
             if v > hi or v < lo:
                 edge = hi if v > hi else lo
-                ax.plot(xi, edge, "^" if v > hi else "v", color=colors[r["verdict"]])
+                ax.plot(xi, edge, "^" if v > hi else "v", color=COLORS[r["verdict"]])
                 ax.annotate(f"{v:+.0f} %", (xi, edge), textcoords="offset points", xytext=(0, -12 if v > hi else 6),
                             ha="center", fontsize=7)
     ax.axhspan(-s.threshold_pct, s.threshold_pct, color="#cccccc", alpha=0.4,
                label=f"±{s.threshold_pct:g} % threshold")
     ax.axhline(0, color="black", linewidth=0.8)
-    for name, color in colors.items():
-        ax.plot([], [], "o", color=color, label=name)
+    for name in sorted(set(d["verdict"])):
+        ax.plot([], [], "o", color=COLORS[name], label=name)
     ax.set_xticks(x)
     ax.set_xticklabels([_cell(r) for _, r in d.iterrows()], rotation=35, ha="right", fontsize=8)
-    ax.set_ylabel("mean response time, B vs A (%)")
-    ax.set_title(f"B vs A per cell: change of the mean, {100 * s.level:g} % two-stage bootstrap interval")
+    ax.set_ylabel("geometric mean of repetition means, B vs A (%)")
+    ax.set_title(f"B vs A per cell: {100 * s.level:g} % t-interval on log repetition means")
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -448,61 +665,91 @@ def figure(table: pd.DataFrame, s: Settings, path: Path, platforms: list[str]) -
     return path
 
 
-def _int(value: Any) -> str:
-    return str(int(value)) if isinstance(value, int | float) and math.isfinite(value) else "?"
+def _num(r: pd.Series, name: str) -> float:
+    v = r.get(name, math.nan)
+    return float(v) if isinstance(v, int | float) and math.isfinite(v) else math.nan
 
 
-def _pm(row: pd.Series, name: str, unit: str = " ms", digits: int = 1) -> str:
-    est = row.get(name, np.nan)
-    if not isinstance(est, int | float) or not math.isfinite(est):
+def _pm(row: pd.Series, name: str, unit: str = " %", digits: int = 1) -> str:
+    est = _num(row, name)
+    if not math.isfinite(est):
         return "n/a"
-    lo, hi = row.get(f"{name}_ci_low", np.nan), row.get(f"{name}_ci_high", np.nan)
+    lo, hi = _num(row, f"{name}_ci_low"), _num(row, f"{name}_ci_high")
     return f"{est:+.{digits}f}{unit} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
 
 
-def write(a: Results, b: Results, table: pd.DataFrame, notes: list[str], s: Settings, out: Path) -> tuple[Path, Path]:
+def _ms(row: pd.Series, name: str) -> str:
+    v = _num(row, name)
+    return f"{v:+.1f}" if math.isfinite(v) else "n/a"
+
+
+def _family_line(c: Comparison, s: Settings) -> str:
+    m = c.family["latency"] + c.family["errors"]
+    return (f"Holm's correction over {m} one-sided test(s) that count for the exit status ({c.family['latency']} "
+            f"'slower', {c.family['errors']} 'more errors'; 'faster' and 'fewer errors' form a second family), "
+            f"family-wise error rate at most {s.alpha:g}")
+
+
+def write(a: Results, b: Results, c: Comparison, s: Settings, out: Path) -> tuple[Path, Path]:
     """compare.md, a self-contained compare.html, tables/compare.csv and figures/compare.png under ``out``."""
     (out / "tables").mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(exist_ok=True)
+    table = c.table
     table.to_csv(out / "tables" / "compare.csv", index=False)
-    fig = figure(table, s, out / "figures" / "compare.png", a.platforms)
+    fig = figure(table, s, out / "figures" / "compare.png")
     counts = table["verdict"].value_counts().to_dict() if len(table) else {}
+    errs = table["errors_verdict"].value_counts().to_dict() if len(table) else {}
     level = f"{100 * s.level:g} %"
     blocks: list[Any] = [
         doc.Bullets([f"**A** {a.manifest['run_id']} ({a.folder}); **B** {b.manifest['run_id']} ({b.folder})",
-                     f"**Threshold** {s.threshold_pct:g} % of A's mean; test alpha {s.alpha:g}; "
-                     f"{s.resamples} bootstrap resamples, seed {s.seed}",
-                     "**Verdicts**: " + ", ".join(f"{counts.get(v, 0)} {v}"
-                                   for v in ("slower", "same", "faster", *HELD_BACK))]),
+                     f"**Exit status {c.exit_status}**: " + {
+                         EXIT_SAME: "no cell is worse", EXIT_SLOWER: "a cell is slower or fails more",
+                         EXIT_INCOMPARABLE: "the comparison cannot be trusted (see below)"}[c.exit_status],
+                     f"**Threshold** {s.threshold_pct:g} % of A's mean, {s.error_threshold_pp:g} points of error "
+                     f"share; alpha {s.alpha:g}; {_family_line(c, s)}",
+                     "**Latency**: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in
+                                                 (SLOWER, SLOWER_UNCONFIRMED, SAME, FASTER_UNCONFIRMED, FASTER, BUSY,
+                                                  NOT_COMPARABLE, *HELD_BACK)),
+                     "**Errors**: " + ", ".join(f"{errs.get(v, 0)} {v}" for v in
+                                                (MORE_ERRORS, SAME, FEWER_ERRORS, NOT_JUDGED))]),
+    ]
+    if c.problems:
+        blocks += [doc.Heading("Why the comparison cannot be trusted (exit status 2)"), doc.Bullets(c.problems)]
+    blocks += [
         doc.Heading("Per cell"),
         doc.Table(*doc._rows(table, [
             ("cell", _cell),
-            ("requests (repetitions) A / B", lambda r: f"{int(r['n_a'])} ({_int(r.get('reps_a'))}) / "
-                                                       f"{int(r['n_b'])} ({_int(r.get('reps_b'))})"),
-            ("mean A → B ms", lambda r: f"{r.get('mean_a_ms', np.nan):.1f} → {r.get('mean_b_ms', np.nan):.1f}"),
-            (f"mean B - A, % [{level} CI]", lambda r: _pm(r, "mean_diff_pct", " %")),
-            ("median B - A ms [CI]", lambda r: _pm(r, "median_diff_ms")),
-            ("p99 B - A ms [CI]", lambda r: _pm(r, "p99_diff_ms") if math.isfinite(r.get("p99_diff_ms", np.nan))
+            ("repetitions A / B", lambda r: f"{int(r['reps_a'])} / {int(r['reps_b'])}"),
+            ("mean A → B ms", lambda r: f"{_num(r, 'mean_a_ms'):.1f} → {_num(r, 'mean_b_ms'):.1f}"),
+            (f"B / A - 1 [{level} CI]", lambda r: _pm(r, "mean_diff_pct")),
+            ("median B - A ms", lambda r: _ms(r, "median_diff_ms")),
+            ("p99 B - A ms", lambda r: _ms(r, "p99_diff_ms") if math.isfinite(_num(r, "p99_diff_ms"))
              else f"too few samples (needs {samples_needed(99)})"),
-            ("slow share A / B", lambda r: f"{100 * r.get('slow_share_a', np.nan):.1f} / "
-                                           f"{100 * r.get('slow_share_b', np.nan):.1f} %"),
-            ("p (B slower)", lambda r: f"{r.get('p_b_slower', np.nan):.3g}"),
-            ("verdict", lambda r: r["verdict"].upper() if r["verdict"] != "same" else "same"),
+            ("slow share A / B", lambda r: f"{100 * _num(r, 'slow_share_a'):.1f} / "
+                                           f"{100 * _num(r, 'slow_share_b'):.1f} %"),
+            ("p slower (Holm)", lambda r: f"{_num(r, 'p_b_slower_holm'):.3g}"),
+            ("verdict", lambda r: r["verdict"].upper() if r["verdict"] == SLOWER else r["verdict"]),
+            ("errors A → B %", lambda r: f"{_num(r, 'error_pct_a'):.2f} → {_num(r, 'error_pct_b'):.2f}"),
+            ("p more errors (Holm)", lambda r: f"{_num(r, 'p_more_errors_holm'):.3g}"),
+            ("errors", lambda r: r["errors_verdict"].upper() if r["errors_verdict"] == MORE_ERRORS
+             else r["errors_verdict"]),
         ]) if len(table) else ([], []), "compare.csv",
-            "Headline: the mean (it repeats where a bimodal cell's median jumps between modes), B - A in % of A "
-            f"with a {level} two-stage bootstrap interval (repetitions drawn with replacement, then each drawn "
-            "repetition's requests), so the spread between repetitions, not only between requests, is in it; "
-            "medians and p99s (only with 662 requests on both sides) likewise. slow share: requests at least 1 s "
-            "(one SYN retransmission) slower than A's 10th percentile. p: one-sided Welch t-test of B's repetition "
-            "means against A's (Mann-Whitney U over requests where a side has fewer than 3 repetitions). slower = "
-            f"p < {s.alpha:g} and the mean's whole interval above +{s.threshold_pct:g} %; faster likewise below "
-            f"-{s.threshold_pct:g} %; else same within noise."
-            + (" B's times were divided by the machine-speed ratio of the notes (--adjust-for-machine)."
-               if s.adjust_for_machine else "")),
-        doc.Figure(fig, "Change of the mean per cell with its bootstrap interval; the grey band is the threshold."),
+            "Headline: the geometric mean over repetitions of each repetition's mean response time, B / A - 1, with a "
+            f"{level} Student-t interval on the log repetition means (Welch); the interval holds for each cell on "
+            "its own. slower = the one-sided t-test of 'B / A above 1 + threshold' rejects at alpha after Holm's "
+            f"correction and the whole interval lies above +{s.threshold_pct:g} %; faster likewise below "
+            f"-{s.threshold_pct:g} %; (unconfirmed): the interval lies beyond the threshold but the corrected "
+            "test does not reject, so it does not count; else same. Medians and p99s pool the served requests (a "
+            "p99 only with 662 on both sides) and are shown, not judged. slow share: requests at least 1 s (one SYN "
+            "retransmission) slower than A's 10th percentile. errors: attempts without a complete 2xx answer; "
+            "more errors = Fisher's exact test of two proportions (counts divided by the repetitions' "
+            f"over-dispersion) rejects after Holm and B's share is more than {s.error_threshold_pp:g} points above A's."
+            + (" B's closed-loop times were divided by the machine-speed ratio of the notes, except the fixed 1 s "
+               "of a SYN retry (--adjust-for-machine)." if s.adjust_for_machine else "")),
+        doc.Figure(fig, "Change of the geometric mean per cell with its t-interval; the grey band is the threshold."),
     ]
-    if notes:
-        blocks += [doc.Heading("Notes"), doc.Bullets(notes)]
+    if c.notes:
+        blocks += [doc.Heading("Notes"), doc.Bullets(c.notes)]
     title = f"Comparison: {b.manifest['run_id']} (B) against {a.manifest['run_id']} (A)"
     md, html_path = out / "compare.md", out / "compare.html"
     md.write_text(doc._markdown(title, blocks, out), encoding="utf-8")
@@ -512,15 +759,17 @@ def write(a: Results, b: Results, table: pd.DataFrame, notes: list[str], s: Sett
 
 # ------------------------------------------------------------------------------------------------------ CLI
 DESCRIPTION = ("Compare two benchmark runs, A (the baseline) and B: per platform x concurrency (and per offered rate "
-               "when both have open-loop runs) the difference of means (the headline), medians and p99s with "
-               "two-stage bootstrap intervals (repetitions, then their requests), a one-sided test of 'B slower than "
-               "A' (Welch's t over repetition means), and a verdict "
-               "per cell: slower, faster or same within noise. Writes compare.md, compare.html, tables/compare.csv "
-               "and figures/compare.png.")
-EPILOG = (f"Exit status: {EXIT_SAME} no cell is slower beyond the threshold, {EXIT_SLOWER} at least one is, "
-          f"{EXIT_INCOMPARABLE} the runs cannot be compared (a folder cannot be read, or they differ in payload, "
-          "model, or matrix — the last only without --common-cells; the message names each difference). A run "
-          "compared with itself is 'same' everywhere.")
+               "when both have open-loop runs) the ratio B / A of the geometric means of the repetitions' mean "
+               "times with a t-interval on their logarithms, and the error shares with an exact two-proportion "
+               "test; a verdict per cell (slower, faster, same; more errors, fewer errors, same), the tests "
+               "corrected for their number with Holm's method. Cells that cannot be judged say why. Writes "
+               "compare.md, compare.html, tables/compare.csv and figures/compare.png.")
+EPILOG = (f"Exit status: {EXIT_SAME} no cell is worse; {EXIT_SLOWER} a cell is slower beyond the threshold or fails "
+          f"more; {EXIT_INCOMPARABLE} the comparison cannot be trusted: a folder cannot be read, the runs differ in "
+          "payload, model or matrix (the last only without --common-cells; nothing is written), or a run is "
+          "incomplete, a cell ran on a busy machine (runs.csv busy), a cell only one run has or with too few served "
+          "requests, or no cell could be judged (the report is written; the reasons are printed). A run "
+          "compared with itself is 'same' everywhere, unless it is itself incomplete or busy.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -529,22 +778,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, default=Settings.threshold_pct, metavar="PCT",
                    help="smallest change of a cell's mean, in %% of A's, that counts as slower or faster; set it "
                         "at or above the noise floor an A/A comparison shows on your machine (default: %(default)s)")
+    p.add_argument("--error-threshold", type=float, default=Settings.error_threshold_pp, metavar="POINTS",
+                   help="smallest change of a cell's error share, in percentage points, that counts as more or "
+                        "fewer errors (default: %(default)s)")
     p.add_argument("--alpha", type=float, default=Settings.alpha,
-                   help="significance level of the one-sided tests (default: %(default)s)")
+                   help="family-wise significance level: Holm's correction keeps the chance that any counted test "
+                        "rejects by chance at most this (default: %(default)s)")
     p.add_argument("--confidence", type=float, default=Settings.level, metavar="LEVEL",
-                   help="confidence level of the bootstrap intervals, between 0 and 1 (default: %(default)s)")
-    p.add_argument("--bootstrap-resamples", type=int, default=Settings.resamples, metavar="N",
-                   help="bootstrap resamples per cell and statistic (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=Settings.seed,
-                   help="random seed of the bootstrap, so a comparison can be reproduced exactly "
-                        "(default: %(default)s)")
+                   help="confidence level of each cell's t-interval, between 0 and 1 (default: %(default)s)")
+    p.add_argument("--bootstrap-resamples", type=int, metavar="N",
+                   help="ignored: compare no longer resamples (kept so that older command lines still run)")
+    p.add_argument("--seed", type=int, help="ignored: compare draws no random numbers (kept so that older command "
+                                            "lines still run); the same two runs always give the same result")
     p.add_argument("--common-cells", action="store_true",
                    help="compare the cells both runs have when their matrices differ (e.g. a baseline from before "
-                        "a platform was added), instead of exiting with status 2; payload and model must still match")
+                        "a platform was added), instead of exiting with status 2; the cells only one run has are "
+                        "listed as not comparable; payload and model must still match")
     p.add_argument("--adjust-for-machine", action="store_true",
-                   help="divide B's times by how much longer B's machine took for the fixed reference workload "
-                        "than A's (runs.csv reference_ms, timed before each ab run), so a slower host is not "
-                        "read as a slower deployment; both runs must have recorded it")
+                   help="divide B's closed-loop times by how much longer B's machine took for the fixed reference "
+                        "workload than A's (runs.csv reference_ms, timed before each ab run), except the fixed 1 s "
+                        "of a SYN retransmission, so a slower host is not read as a slower deployment; both runs "
+                        "must have recorded it; open-loop cells are not adjusted")
     p.add_argument("--out", type=Path, metavar="DIR",
                    help="where to write the comparison (default: RUN_B/compare-<run id of A>); files in it are "
                         "overwritten")
@@ -557,13 +811,13 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(f"--alpha must be between 0 and 1, got {args.alpha}")
     if args.threshold < 0:
         parser.error(f"--threshold must be >= 0, got {args.threshold}")
-    if args.bootstrap_resamples < 100:
-        parser.error("--bootstrap-resamples must be at least 100")
-    s = Settings(args.threshold, args.alpha, args.confidence, args.bootstrap_resamples, args.seed, args.common_cells,
+    if args.error_threshold < 0:
+        parser.error(f"--error-threshold must be >= 0, got {args.error_threshold}")
+    s = Settings(args.threshold, args.alpha, args.confidence, args.error_threshold, args.common_cells,
                  args.adjust_for_machine)
     try:
         a, b = load_results(args.run_a), load_results(args.run_b)
-        table, notes = compare(a, b, s)
+        c = compare(a, b, s)
     except ResultsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INCOMPARABLE
@@ -573,15 +827,26 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             print(f"  - {reason}", file=sys.stderr)
         return EXIT_INCOMPARABLE
     out = args.out or Path(args.run_b) / f"compare-{a.manifest['run_id']}"
-    md, html_path = write(a, b, table, notes, s, out)
+    md, html_path = write(a, b, c, s, out)
+    table = c.table
     for _, r in table.iterrows():
-        print(f"{_cell(r):28} {r['verdict']:7} mean {_pm(r, 'mean_diff_pct', ' %')}, "
-              f"p(B slower) {r.get('p_b_slower', np.nan):.3g}")
-    for note in notes:
+        print(f"{_cell(r):28} {r['verdict']:20} mean {_pm(r, 'mean_diff_pct')}, p(slower, Holm) "
+              f"{_num(r, 'p_b_slower_holm'):.3g}; errors {_num(r, 'error_pct_a'):.2f} -> "
+              f"{_num(r, 'error_pct_b'):.2f} % {r['errors_verdict']}")
+    for note in c.notes:
         print(f"note: {note}")
-    slower = table[table["verdict"] == "slower"] if len(table) else table
-    print(f"verdict: {len(slower)} of {len(table)} cell(s) slower beyond {s.threshold_pct:g} %"
-          + (": " + ", ".join(_cell(r) for _, r in slower.iterrows()) if len(slower) else ""))
+    print(f"tests: {_family_line(c, s)}")
+    for problem in c.problems:
+        print(f"cannot be trusted: {problem}")
+    worse = c.worse
+    why = [f"{_cell(r)} ({', '.join(v for v in (r['verdict'], r['errors_verdict']) if v in (SLOWER, MORE_ERRORS))})"
+           for _, r in worse.iterrows()]
+    print(f"verdict: {len(worse)} of {len(table)} cell(s) worse (slower beyond {s.threshold_pct:g} % or more "
+          f"errors beyond {s.error_threshold_pp:g} points)" + (": " + ", ".join(why) if why else "")
+          + (f"; exit status 2: {len(c.problems)} reason(s) above" if c.problems else ""))
     print(f"report:  {md}\n         {html_path}")
-    print(json.dumps({"slower": len(slower), "cells": len(table)}))
-    return EXIT_SLOWER if len(slower) else EXIT_SAME
+    slower = int((table["verdict"] == SLOWER).sum()) if len(table) else 0
+    more = int((table["errors_verdict"] == MORE_ERRORS).sum()) if len(table) else 0
+    print(json.dumps({"slower": slower, "more_errors": more, "untrusted": len(c.problems), "cells": len(table),
+                      "exit": c.exit_status}))
+    return c.exit_status

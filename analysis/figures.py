@@ -222,7 +222,10 @@ def breakdown_bars(breakdown: pd.DataFrame, results: Results, path: Path) -> Pat
         return None
     levels = sorted(d["concurrency"].unique())
     platforms = [p for p in results.platforms if p in set(d["platform"])]
-    fig, axes = plt.subplots(1, len(levels), figsize=(2.6 * len(levels) + 1.5, 4.5), squeeze=False)
+    slant = len(platforms) > 2 or max(len(p) for p in platforms) > 10  # labels side by side would run together
+    panel = max(2.6, 0.42 * len(platforms) + 0.8)
+    fig, axes = plt.subplots(1, len(levels), figsize=(panel * len(levels) + 1.5, 4.5 + (0.8 if slant else 0)),
+                             squeeze=False)
     for ax, c in zip(axes.flat, levels, strict=True):
         rows = d[d["concurrency"] == c].set_index("platform").reindex(platforms)
         x = np.arange(len(platforms))
@@ -236,7 +239,10 @@ def breakdown_bars(breakdown: pd.DataFrame, results: Results, path: Path) -> Pat
                 ax.annotate(f"{total:.0f} ms", (xi, total), textcoords="offset points", xytext=(0, 3),
                             ha="center", fontsize=8)
         ax.set_xticks(x)
-        ax.set_xticklabels(platforms, fontsize=9)
+        if slant:
+            ax.set_xticklabels(platforms, fontsize=8, rotation=35, ha="right", rotation_mode="anchor")
+        else:
+            ax.set_xticklabels(platforms, fontsize=9)
         ax.set_title(f"c = {c}")
         ax.margins(y=0.12)
         ax.grid(True, axis="y", alpha=0.3)
@@ -260,9 +266,13 @@ def open_loop_latency(rates: pd.DataFrame, vs_closed: pd.DataFrame, capacity: pd
     platforms = [p for p in results.platforms if p in set(usable["platform"])]
     if not platforms:
         return None
-    fig, axes = plt.subplots(1, len(platforms), figsize=(6.2 * len(platforms), 4.8), squeeze=False)
+    cols = min(len(platforms), 3)  # more platforms wrap into rows, so the panels keep a readable size
+    rows = -(-len(platforms) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, 4.8 * rows), squeeze=False)
+    for ax in list(axes.flat)[len(platforms):]:
+        ax.axis("off")
     slo = float(capacity["slo_p99_ms"].iloc[0]) if len(capacity) else None
-    for ax, platform in zip(axes.flat, platforms, strict=True):
+    for ax, platform in zip(axes.flat, platforms, strict=False):
         color = _color(platform, results)
         d = usable[usable["platform"] == platform].sort_values("offered_rps")
         ax.plot(d["offered_rps"], d["p50_ms"], marker="o", color=color, label="open loop p50")
@@ -337,25 +347,30 @@ def autoscale_over_time(samples: pd.DataFrame, results: Results, path: Path) -> 
 
 
 def cross_platform_ratios(cross: pd.DataFrame, results: Results, path: Path) -> Path | None:
-    """Each function platform's mean response time over the baseline's, per concurrency, with its interval."""
+    """Each function platform's mean response time over the baseline's, per concurrency, with its interval. The
+    platforms' points are spread a little around each concurrency so that their intervals do not hide each other;
+    the legend sits under the plot, where it covers no line however many platforms there are."""
     if not len(cross):
         return None
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for platform in results.function_platforms:
+    platforms = [p for p in results.function_platforms if p in set(cross["platform"])]
+    fig, ax = plt.subplots(figsize=(8, 4.2 + 0.25 * ((len(platforms) + 2) // 3)))
+    for i, platform in enumerate(platforms):
         d = cross[cross["platform"] == platform]
-        if not len(d):
-            continue
         err = np.vstack([d["mean_ratio"] - d["mean_ratio_ci_low"], d["mean_ratio_ci_high"] - d["mean_ratio"]])
-        ax.errorbar(d["concurrency"], d["mean_ratio"], yerr=np.nan_to_num(err), marker="o", capsize=4,
+        spread = 1 + 0.035 * (i - (len(platforms) - 1) / 2)  # a factor: the x axis is logarithmic
+        ax.errorbar(d["concurrency"] * spread, d["mean_ratio"], yerr=np.nan_to_num(err), marker="o", capsize=3,
                     color=_color(platform, results), label=_label(results, platform))
     ax.axhline(1.0, color=BASELINE_COLOR, linestyle="--", linewidth=1, label=f"{results.baseline} (= 1)")
     ax.set_xscale("log")
     levels = sorted(set(cross["concurrency"]))
     ax.set_xticks(levels)
     ax.set_xticklabels([str(c) for c in levels])
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda _v, _p: ""))
     ax.set_xlabel("concurrency (ab -c)")
     ax.set_ylabel("mean response time / baseline's")
+    ax.set_ylim(bottom=0)
     ax.set_title("Every function platform against the baseline, measured in the same run")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=min(3, len(platforms) + 1),
+              frameon=False)
     return _save(fig, path)

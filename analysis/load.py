@@ -73,6 +73,13 @@ class Results:
     # issue 11: failed requests by layer (errors_by_layer.csv) and the oversized-body check (bodylimit.csv)
     error_layers: pd.DataFrame = field(default_factory=pd.DataFrame)
     bodylimit: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # issue 24: the paired step's requests (paired.csv); empty, with its columns, for runs made before it
+    paired: pd.DataFrame = field(default_factory=lambda: _empty(schema.PAIRED.needed))
+
+    @property
+    def has_paired(self) -> bool:
+        """Whether the run has the paired step's table (runs made before issue 24 do not)."""
+        return "paired.csv" not in self.missing_tables and len(self.paired) > 0
 
     @property
     def complete(self) -> bool:
@@ -169,7 +176,7 @@ def load_results(folder: Path | str) -> Results:
         folder=folder, manifest=manifest, runs=tables["runs.csv"], requests=tables["requests.csv"],
         probe=tables["probe.csv"], predictions=tables["predictions.csv"], coldstart=tables["coldstart.csv"],
         resources=tables["resources.csv"], missing_tables=missing_tables, warnings=warnings, failed_runs=failed_runs,
-        error_layers=tables["errors_by_layer.csv"], bodylimit=tables["bodylimit.csv"],
+        error_layers=tables["errors_by_layer.csv"], bodylimit=tables["bodylimit.csv"], paired=tables["paired.csv"],
     )
     _check_completeness(results)
     return results
@@ -307,9 +314,15 @@ def _check_values(manifest: dict[str, Any], tables: dict[str, pd.DataFrame], pro
     for key in runs["run_key"][(runs["served"] + runs["errors"] - runs["timeout"] != runs["completed"])
                                & counted]:
         problems.append(f"runs.csv run {key}: served + errors does not account for every completed request")
-    probe = tables["probe.csv"]
-    if len(probe) and (probe["response_ms"].isna() & (probe["status"] == 200)).any():
-        problems.append("probe.csv: a request with status 200 has no response_ms")
+    for name in ("probe.csv", "paired.csv"):  # paired.csv: issue 24
+        table = tables[name]
+        if len(table) and (table["response_ms"].isna() & (table["status"] == 200)).any():
+            problems.append(f"{name}: a request with status 200 has no response_ms")
+    paired = tables["paired.csv"]
+    if len(paired) and paired.duplicated(["round", "platform"]).any():
+        r = paired[paired.duplicated(["round", "platform"])].iloc[0]
+        problems.append(f"paired.csv: platform {r['platform']} appears twice in round {int(r['round'])}; "
+                        f"{REBUILD_HINT}")
 
 
 def _set_apart_unfinished(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -415,6 +428,8 @@ def _check_completeness(results: Results) -> None:
     if len(short):
         results.warnings.append(f"{len(short)} concurrency run(s) completed fewer requests than asked "
                                 f"(e.g. {short['run_key'].iloc[0]}): ab gave up or timed out")
+    if cfg.get("paired_requests") and "paired.csv" not in results.missing_tables and not len(results.paired):
+        reasons.append(f"paired.csv has no rows although the run planned {cfg['paired_requests']} paired rounds")
     for name, column, want in (("probe.csv", "platform", cfg.get("probe_requests", 0)),
                                ("coldstart.csv", "platform", cfg.get("coldstart_repetitions", 0))):
         if not want:

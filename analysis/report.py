@@ -15,17 +15,18 @@ import html
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 
-from analysis import capacity, figures, ingress, paper, tables
+from analysis import capacity, figures, headline, ingress, paper, tables
 from analysis.bench.config import DEFAULTS as BENCH_DEFAULTS
 from analysis.bench.schema import ERROR_CAUSES, samples_needed
-from analysis.document import Banner, Block, Bullets, Figure, Heading, Para, Table
+from analysis.document import Answer, Banner, Block, Bullets, Details, Figure, Group, Heading, Para, Table
 from analysis.load import Results
 from analysis.summarize import per_run
-from analysis.verdict import verdict
+from analysis.verdict import Verdict, verdict
 
 
 @dataclass
@@ -103,6 +104,10 @@ def build(results: Results, out: Path, settings: tables.Settings | None = None) 
     t.update(ingress.tables(results, runs))  # issue 11: ingress_vs_direct, errors_by_layer, overload, nowarmup, ...
     t["cross_platform"] = tables.cross_platform_table(runs, results, t["concurrency"], t["open_loop_capacity"],
                                                       t["coldstart"], t["resources"], s)
+    t["headline"] = headline.headline_table(results, runs, s.level, t["table1_overhead"])  # issue 24
+    t["paired_ratios"] = headline.paired_ratios(results)
+    t["summary"] = tables.cross_platform_summary(t["cross_platform"], t["concurrency"], t["open_loop_capacity"],
+                                                 t["coldstart"], results)  # issue 27: the top of the report
     csvs = {}
     for name, df in t.items():
         csvs[name] = out / "tables" / f"{name}.csv"
@@ -122,30 +127,88 @@ def build(results: Results, out: Path, settings: tables.Settings | None = None) 
                                                  fdir / "autoscale.png"),
         "cross_platform": figures.cross_platform_ratios(t["cross_platform"], results, fdir / "cross_platform.png"),
     }
-    summary, paras = verdict(results, t["table1_overhead"], t["concurrency"], t["overhead"], t["breakdown"], s.level)
-    blocks = _document(results, t, figs_made, summary, paras, s)
+    found = verdict(results, t["table1_overhead"], t["concurrency"], t["overhead"], t["breakdown"], s.level,
+                    t["cross_platform"], t["headline"])
+    blocks = _document(results, t, figs_made, found, s)
     md_path, html_path = out / "report.md", out / "report.html"
-    title = f"Kubeless function vs container: benchmark run {results.manifest['run_id']}"
+    title = _title(results)
     md_path.write_text(_markdown(title, blocks, out), encoding="utf-8")
     html_path.write_text(_html(title, blocks), encoding="utf-8")
     return Report(md=md_path, html=html_path, tables=csvs, figures={k: v for k, v in figs_made.items() if v},
-                  complete=results.complete, summary=summary)
+                  complete=results.complete, summary=found.summary)
 
 
-def _document(results: Results, t: dict[str, pd.DataFrame], figs: dict[str, Path | None], summary: str,
-              paras: list[str], s: tables.Settings) -> list[Block]:
+def _title(results: Results) -> str:
+    functions = results.function_platforms
+    what = (f"{results.label(functions[0])} vs {results.label(results.baseline)}"
+            if len(functions) == 1 and results.baseline else
+            f"{len(functions)} function platforms vs {results.baseline or 'each other'}")
+    return f"{what}: run {results.manifest['run_id']}"
+
+
+WIDE = 10  # a table with more columns than this is shown short, with the full one folded beside it
+SHORT_NOTE = 240  # a note longer than this (characters) is method text: it moves to "How this was measured"
+
+
+def _document(results: Results, t: dict[str, pd.DataFrame], figs: dict[str, Path | None], found: Verdict,
+              s: tables.Settings) -> list[Block]:
+    """The answer first, then a section per question, then how it was measured."""
     level = f"{100 * s.level:g} %"
-    b = _header(results, summary, paras)
-    for section in (_cross_platform_section, _table1_section, _concurrency_section, _open_loop_section,
+    b = _header(results, t, figs, found, level)
+    for section in (_headline_section, _cross_platform_section, _table1_section,  # _headline_section: issue 24
+                    partial(_concurrency_section, found=found), _open_loop_section,
                     _overhead_section, ingress.section, _coldstart_section, _autoscale_section, _resources_section,
                     _machine_section, _checks_section):
-        b.extend(section(results, t, figs, level, s))
-    return b
+        b.extend(_fit(section(results, t, figs, level, s)))
+    return _gather_method(b, _method_blocks(results, found))
 
 
-def _header(results: Results, summary: str, paras: list[str]) -> list[Block]:
+def _fit(blocks: list[Block]) -> list[Block]:
+    """Tables written elsewhere (analysis.ingress) follow the same layout: one wider than WIDE columns shows its
+    first columns, with the whole table folded beside it; a long note is method text."""
+    out: list[Block] = []
+    for blk in blocks:
+        if isinstance(blk, Table) and len(blk.note) > SHORT_NOTE and not blk.method:
+            blk = Table(blk.headers, blk.rows, blk.csv, "", blk.note, blk.name)
+        if isinstance(blk, Table) and len(blk.headers) > WIDE:
+            h, r = tables.split_columns(blk.headers, blk.rows, blk.headers[:7])
+            out.append(Table(h, r, blk.csv, blk.note, blk.method, blk.name))
+            out.append(_full(Table(blk.headers, blk.rows, blk.csv, name=blk.name)))
+        else:
+            out.append(blk)
+    return out
+
+
+def _full(table: Table) -> Details:
+    return Details(f"All {len(table.headers)} columns, {len(table.rows)} rows (also tables/{table.csv})", [table])
+
+
+def _walk(blocks: list[Block]) -> list[Block]:
+    out: list[Block] = []
+    for blk in blocks:
+        out.append(blk)
+        if isinstance(blk, Details | Group):
+            out.extend(_walk(blk.blocks))
+    return out
+
+
+def _gather_method(blocks: list[Block], method: list[Block]) -> list[Block]:
+    """Every table's method text, once per CSV, in the order the tables appear, under "How this was measured"."""
+    items, seen = [], set()
+    for blk in _walk(blocks):
+        if isinstance(blk, Table) and blk.method and blk.csv not in seen:
+            seen.add(blk.csv)
+            items.append((f"**{blk.name}** (tables/{blk.csv})" if blk.name else f"**tables/{blk.csv}**")
+                         + f": {blk.method}")
+    tail = [Heading("How this was measured", role="method"), *method[:1]]
+    if items:
+        tail += [Heading("The tables", 3), Bullets(items)]
+    return blocks + tail + method[1:]
+
+
+def _header(results: Results, t: dict[str, pd.DataFrame], figs: dict[str, Path | None], found: Verdict,
+            level: str) -> list[Block]:
     m = results.manifest
-    cfg = results.config
     b: list[Block] = []
     if not results.complete:
         b.append(Banner("INCOMPLETE RUN: these numbers cover only what finished and are not the planned experiment",
@@ -158,8 +221,76 @@ def _header(results: Results, summary: str, paras: list[str]) -> list[Block]:
         b.append(Banner("BUSY MACHINE: something else competed for the CPUs, so these latencies include its noise",
                         busy))
     host = m.get("host", {})
+    b.append(Heading("Verdict: what serving the model as a function costs", role="summary"))
+    question = (f"How much slower is the CNN served by each function platform than by the {results.baseline} "
+                f"baseline on the same machine, and do the paper's two conclusions hold? Run {m['run_id']} "
+                f"({m['status']}, {m['runs_done']} of {m['runs_planned']} runs; {m.get('profile', '?')} profile, "
+                f"{host.get('cores', '?')} cores).")
+    side: list[Block] = [Group("summary-table", _summary_table(results, t, level)),
+                         Figure(figs.get("cross_platform"), "Mean response time over the baseline's, per "
+                                f"concurrency, with its {level} interval (1 = as fast as the baseline).")]
+    b.append(Group("summary", [Answer(question, found.claims), Group("side", side)]))
+    return b
+
+
+def _summary_table(results: Results, t: dict[str, pd.DataFrame], level: str) -> list[Block]:
+    summ = t["summary"]
+    if not len(summ):
+        return [Para("No summary table: the run has no baseline platform or no concurrency runs.")]
+    base = summ.iloc[0]  # the baseline: its lowest and highest concurrency head the columns
+
+    def ratio(name: str) -> Callable[[pd.Series], str]:
+        def cell(r: pd.Series) -> str:
+            if r["role"] == "baseline":
+                return "1 (baseline)"
+            est, lo, hi = r[f"ratio_{name}"], r[f"ratio_{name}_ci_low"], r[f"ratio_{name}_ci_high"]
+            if not math.isfinite(est):
+                return "n/a"
+            return f"{est:.2f}x [{lo:.2f}, {hi:.2f}]" if math.isfinite(lo) else f"{est:.2f}x (one rep.)"
+        return cell
+
+    slo = capacity.slo_ms(results)
+    head = t.get("headline", pd.DataFrame())
+    pairs = head[head["source"] == "paired"].set_index("platform") if len(head) else pd.DataFrame()
+
+    def paired(r: pd.Series) -> str:  # issue 24: the headline, beside the ab runs' c=1 ratio
+        if r["role"] == "baseline":
+            return "1 (baseline)"
+        if r["platform"] not in pairs.index or not math.isfinite(pairs.loc[r["platform"], "ratio"]):
+            return "n/a"
+        p = pairs.loc[r["platform"]]
+        return f"{p['ratio']:.2f}x [{_f(p['ratio_ci_low'], 2)}, {_f(p['ratio_ci_high'], 2)}]"
+
+    cols: list[tuple[str, Callable[[pd.Series], str]]] = [
+        ("platform", lambda r: r["platform"] + (f" (via {r['via']})" if r["via"] else "")),
+        (f"c={int(base['concurrency_c1'])}, x baseline", ratio("c1")),
+        (f"c={int(base['concurrency_top'])}, x baseline", ratio("top")),
+        ("capacity req/s", lambda r: _f(r["capacity_rps"], 1)),
+        ("cold start s", lambda r: _f(r["coldstart_median_ms"] / 1000, 2)),
+        ("failed %", lambda r: _f(r["failure_pct"], 1)),
+    ]
+    if len(pairs):
+        cols.insert(2, ("c=1 paired, x baseline", paired))
+    h, r = _rows(summ, cols)
+    first = ("c=1 paired: the headline, one request to each platform in turn (tables/headline.csv); the others: "
+             "mean" if len(pairs) else "Mean")
+    return [Table(h, r, "summary.csv", f"{first} response time as a multiple of the baseline's [{level} CI] (1.35 "
+                  f"= 35 % slower); capacity: the highest rate served with p99 ≤ {slo:g} ms; cold start (median) and "
+                  "failed requests: each platform's own (n/a: not measured).", name="The summary table",
+                  method="one row per platform, taken from the cross-platform table (its ratio at the lowest and "
+                  "highest concurrency), the open-loop capacity table and the cold-start table; failed % pools "
+                  "the platform's concurrency cells: failed requests over attempts, each failed request once. The "
+                  "paired column (runs with paired.csv) is the headline table's c=1 row: the geometric mean of the "
+                  "per-round ratios of the paired step with its t-interval on the logs.")]
+
+
+def _method_blocks(results: Results, found: Verdict) -> list[Block]:
+    """The first block goes right under "How this was measured" (the run); the rest after the tables' method."""
+    m = results.manifest
+    cfg = results.config
+    host = m.get("host", {})
     versions = m.get("versions", {})
-    b.append(Bullets([
+    run = Bullets([
         f"**Run** {m['run_id']}: status {m['status']}, {m['runs_done']} of {m['runs_planned']} planned runs done; "
         f"started {m.get('started_utc') or '?'}, finished {m.get('finished_utc') or '(not finished)'}",
         f"**Profile** {m.get('profile', '?')}; platforms: " + ", ".join(
@@ -172,22 +303,94 @@ def _header(results: Results, summary: str, paras: list[str]) -> list[Block]:
         + "".join(f", {host[k]}" for k in ("os", "kernel") if host.get(k)),
         "**Versions** " + (", ".join(f"{k} {v}" for k, v in versions.items()) or "not recorded")
         + f"; git commit {m.get('git_commit') or 'not recorded'}",
-    ]))
+    ])
+    return [
+        run,
+        Heading("How the verdict is judged", 3),
+        Bullets(found.method),
+        Heading("References", 3),
+        Bullets([
+            f"Bhanderi, Atole, Panchmia, 'Evaluation of a deep learning model on Kubeless': two VMs with {paper.CPUS} "
+            "CPUs and 2 GB RAM, Minikube 0.29, Kubernetes 1.10.4, Kubeless 1.0.0-alpha; the source of every paper "
+            "value quoted. Our host and stack differ, so compare ratios and shapes, not absolute levels.",
+            "J.-Y. Le Boudec, Performance Evaluation of Computer and Communication Systems (EPFL Press, 2010): "
+            "the order-statistic interval for a median or percentile, as the SeBS benchmark suite "
+            "(spcl/serverless-benchmarks) reports them.",
+            "MLPerf LoadGen, Server scenario: the samples a percentile needs and the p99 latency objective of the "
+            "open-loop capacity.",
+            "Kubeless issue #178: a cold start as replicas 0→1 / deploy → first 200, the definition its "
+            "maintainers use.",
+        ]),
+    ]
 
-    b.append(Heading("Verdict"))
-    b.append(Para(f"**{summary}**"))
-    b.extend(Para(p) for p in paras)
+
+def _headline_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[str, Path | None], level: str,
+                      s: tables.Settings) -> list[Block]:
+    """Issue 24: each function platform's ratio to the baseline, c=1 (the paired step) first, then per concurrency
+    (the repetitions), every row naming what it rests on."""
+    head = t["headline"]
+    if not len(head):
+        return []
+    low, high = paper.RESPONSE_RATIO_BAND
+    b: list[Block] = [Heading(f"The headline: each function platform over the baseline ({results.baseline})")]
+    if not results.has_paired:
+        b.append(Para("This run has no paired.csv rows (it was made before the paired step, or with "
+                      "paired_requests 0), so its c=1 ratio is the block probe's and the ~35 % claim is judged as "
+                      "before, by overlap."))
+
+    def ratio(r: pd.Series) -> str:
+        if not math.isfinite(r["ratio"]):
+            return "n/a"
+        if not math.isfinite(r["ratio_ci_low"]):
+            return f"{r['ratio']:.2f}x (one {'pair' if r['source'] == 'paired' else 'repetition'})"
+        return f"{r['ratio']:.2f}x [{r['ratio_ci_low']:.2f}, {r['ratio_ci_high']:.2f}]"
+
+    def beside(r: pd.Series) -> str:
+        if r["source"] == "paired":
+            return f"median {_f(r['median_ratio'], 2)}x; {r['paper_claim'] or 'n/a'} ({low:.2f}-{high:.2f}x)"
+        if r["source"] == "probe blocks":
+            return "blocks of requests, not pairs"
+        text = f"means {_f(r['platform_mean_ms'], 1)} / {_f(r['baseline_mean_ms'], 1)} ms"
+        if math.isfinite(r.get("platform_slow_pct", math.nan)):
+            text += f"; slow mode {_f(r['platform_slow_pct'], 1)} % / {_f(r['baseline_slow_pct'], 1)} %"
+        return text
+
+    def source(r: pd.Series) -> str:
+        unit = {"paired": "pairs", "repetitions": "reps", "probe blocks": "requests"}[r["source"]]
+        return f"{r['source']}, {int(r['n'])} {unit}"
+
+    h, r = _rows(head, [
+        ("platform", lambda r: r["platform"] + (f" (via {r['via']})" if r["via"] else "")),
+        ("c", lambda r: str(r["concurrency"])),
+        (f"x baseline [{level} CI]", ratio),
+        ("from", source),
+        ("beside it", beside),
+    ])
+    first = ("c=1 from the paired step, one request to each platform in turn" if results.has_paired else
+             "c=1 from the block probe (no paired.csv rows in this run)")
+    b.append(Table(h, r, "headline.csv", f"{first}; each concurrency from its repetitions, with both means and, from "
+                   "c=10, the slow-mode shares.",
+                   name="The headline table",
+                   method="paired rows: geometric mean of the per-round ratios platform / baseline over the rounds "
+                   "where both answered (paired.csv), t-interval on the log ratios, median ratio beside it; failed "
+                   "requests of each platform in the step in the CSV (platform_failed, baseline_failed), each once; "
+                   f"the paper's claim holds when the whole interval lies in {low:.2f}-{high:.2f}x, does not hold "
+                   "when it lies wholly outside, else inconclusive. repetitions rows: geometric mean over "
+                   "repetitions of the platform's mean over the baseline's mean of the same repetition, t-interval "
+                   "on the logs; slow mode: served requests more than 1 s over their run's median (the SYN retry), "
+                   "platform / baseline. probe blocks (runs without paired.csv): the block probe's ratio of means "
+                   "with its percentile-bootstrap interval. Per-round ratios: tables/paired_ratios.csv."))
     return b
 
 
 def _cross_platform_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[str, Path | None], level: str,
                             s: tables.Settings) -> list[Block]:
-    """Every function platform against the baseline, one row per platform and concurrency."""
+    """Every function platform against the baseline, one row per platform and concurrency (its figure is the
+    summary figure at the top)."""
     cross = t["cross_platform"]
     if not len(cross):
         return []
     b: list[Block] = [Heading(f"Every function platform against the baseline ({results.baseline})")]
-    b.append(Figure(figs["cross_platform"], "Mean response time over the baseline's, per concurrency."))
 
     def ratio(r: pd.Series) -> str:
         if not math.isfinite(r["mean_ratio"]):
@@ -206,11 +409,14 @@ def _cross_platform_section(results: Results, t: dict[str, pd.DataFrame], figs: 
         ("cold start median ms", lambda r: _f(r["coldstart_median_ms"], 0)),
         ("memory peak MiB", lambda r: _f(r["mem_peak_mib"], 0)),
     ])
-    b.append(Table(h, r, "cross_platform.csv", "All measured in this run, side by side. mean ratio: geometric mean "
-                   "over repetitions of the platform's mean over the baseline's of the same repetition (1.35 = 35 % "
-                   "slower), with a t-interval on the log ratios; p99 ratio: the cells' pooled p99s; failed %: failed "
-                   "requests over attempts, each counted once; capacity: open-loop capacity at the latency objective "
-                   "(n/a without the rate experiment); cold start and memory: the platform's own."))
+    b.append(Table(h, r, "cross_platform.csv", "The summary figure's numbers, per concurrency: the platform's mean "
+                   "response time over the baseline's (1.35 = 35 % slower), beside its p99s, failures and memory.",
+                   name="Every function platform against the baseline",
+                   method="mean ratio: geometric mean over repetitions of the platform's mean over the baseline's of "
+                   "the same repetition, with a t-interval on the log ratios; p99 ratio: the cells' pooled p99s; "
+                   "failed %: failed requests over attempts, each counted once; capacity: open-loop capacity at the "
+                   "latency objective (n/a without the rate experiment); cold start and memory: the platform's "
+                   "own."))
     return b
 
 
@@ -221,16 +427,18 @@ def _table1_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[str
     t1 = t["table1"]
     if len(t1) and t1["requests_ok"].sum():
         h, r = _rows(t1, [
-            ("platform", lambda r: f"{r['platform']} (paper: {r['paper_name']})"),
+            ("platform", lambda r: r["platform"] + (f" (paper: {r['paper_name']})" if r["paper_name"] else "")),
             ("requests ok / failed", lambda r: f"{r['requests_ok']} / {r['requests_failed']}"),
             (f"prediction ms [{level} CI]", lambda r: _ci(r, "prediction_ms")),
             ("paper prediction ms", lambda r: _f(r["paper_prediction_ms"], 0)),
             (f"response ms [{level} CI]", lambda r: _ci(r, "response_ms")),
             ("paper response ms", lambda r: _f(r["paper_response_ms"], 0)),
         ])
-        b.append(Table(h, r, "table1.csv", "Mean over the latency-probe requests (HTTP 200 only), t-interval over "
-                       "requests. Response time is the client's, around the whole request; prediction time is what "
-                       "the service reports (decode + preprocess + model)."))
+        b.append(Table(h, r, "table1.csv", "One request at a time: response time is what the client waited, "
+                       "prediction time what the service reports for the model's work.", name="Table 1",
+                       method="mean over the latency-probe requests (HTTP 200 only), t-interval over requests. "
+                       "Response time is the client's, around the whole request; prediction time is what the "
+                       "service reports (decode + preprocess + model)."))
         h, r = _rows(t["table1_overhead"], [
             ("function over container", lambda r: r["metric"]),
             (f"ms [{level} CI]", lambda r: _ci(r, "overhead_ms")),
@@ -240,60 +448,73 @@ def _table1_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[str
             ("paper % of container", lambda r: _f(r["paper_overhead_pct"], 0)),
             ("paper % of function", lambda r: _f(r["paper_overhead_pct_of_function"], 0)),
         ])
-        b.append(Table(h, r, "table1_overhead.csv", "Percentile bootstrap over the probe requests "
-                       f"({s.resamples} resamples). The paper's '35 %' is (0.2 - 0.13) / 0.2, a share of the "
-                       "function's time; over the container's time its table gives 54 %."))
+        b.append(Table(h, r, "table1_overhead.csv", "The function's extra time over the container's, read both ways "
+                       "the paper's 35 % can be read.", name="Table 1, function over container",
+                       method=f"percentile bootstrap over the probe requests ({s.resamples} resamples). The paper's "
+                       "'35 %' is (0.2 - 0.13) / 0.2, a share of the function's time; over the container's time its "
+                       "table gives 54 %."))
     else:
         b.append(Para("No latency-probe requests succeeded (probe.csv missing or empty), so there is no Table 1."))
     return b
 
 
+CONCURRENCY_SHORT = ("platform", "c", "reps", "mean ms [t CI]", "p99 ms, pooled [order-stat. CI]",
+                     "throughput req/s [t CI]", "errors")
+
+
 def _concurrency_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[str, Path | None], level: str,
-                         s: tables.Settings) -> list[Block]:
+                         s: tables.Settings, found: Verdict | None = None) -> list[Block]:
     b: list[Block] = []
     b.append(Heading("Concurrency (paper Fig. 1)"))
     conc = t["concurrency"]
-    if len(conc):
-        h, r = _rows(conc, [
-            ("platform", lambda r: r["platform"]),
-            ("c", lambda r: str(r["concurrency"])),
-            ("reps", lambda r: f"{r['repetitions']}/{r['repetitions_planned']}"
-             + ("" if r["complete"] else " (incomplete)")
-             + (f" (+{r['extra_repetitions']} extra)" if r.get("extra_repetitions", 0) > 0 else "")),
-            ("requests", lambda r: str(r["requests"])),
-            ("mean ms [t CI]", lambda r: _ci(r, "mean_ms")),
-            ("median ms [order-stat. CI]", lambda r: _ci(r, "median_ms") + f" ({100 * r['median_ci_level']:.1f} %)"),
-            ("medians' CV", lambda r: _f(r["median_cv_pct"], 1) + " %" + (" UNSTABLE" if r["unstable"] else "")),
-            ("p95 ms, pooled [order-stat. CI]", lambda r: _pooled(r, 95)),
-            ("p99 ms, pooled [order-stat. CI]", lambda r: _pooled(r, 99)),
-            ("min ms", lambda r: _f(r["min_ms"], 0)),
-            ("max ms", lambda r: _f(r["max_ms"], 0)),
-            ("throughput req/s [t CI]", lambda r: _ci(r, "throughput_rps")),
-            ("errors", lambda r: str(r["errors"])),
-            *((c.replace("_", " "), (lambda r, c=c: str(r[c]))) for c in ERROR_CAUSES),
-            ("2xx of another length (served)", lambda r: str(r["length_mismatches"])),
-        ])
-        b.append(Table(h, r, "concurrency.csv",
-                       "Each repetition is one ab run; statistics are computed per run from ab's per-request times "
-                       "(-g, whole ms) and then across repetitions: mean (the headline: it repeats where a median "
-                       f"jumps between the modes of a bimodal cell) and throughput with a Student-t {level} "
-                       "interval; the median of the runs' medians with the order-statistic interval (Le Boudec), "
-                       "whose achieved coverage is in parentheses; min and max over all served requests. p95 and "
-                       "p99 pool the cell's served requests over its repetitions, with the order-statistic interval "
-                       "over those requests (requests of one run share a queue, so it is optimistic), and are shown "
-                       "only with the samples they need (133 for a p95, 662 for a p99; MLPerf LoadGen's rule). "
-                       "medians' CV: the coefficient of variation of the repetitions' medians; above "
-                       f"{_f(_cv_threshold(results), 0)} % a cell is UNSTABLE (it got extra repetitions, up to a "
-                       "cap, and still disagrees): compare its mean, not its median. "
-                       "Latency covers served requests; failed attempts with no reply are set apart. Errors = "
-                       "requests without a complete 2xx answer, each counted once, = non-2xx + reset + refused + "
-                       "empty reply + timeout (ab's own 'Failed requests' counts a reset three times); 2xx replies "
-                       "of another length are listed apart because they were served."))
-        b.append(Figure(figs["response_vs_concurrency"], "Mean response time vs concurrency, with the paper's "
-                        "Kubeless values (c=1: 0.2 s; c=20: mean 965 ms, fastest 472 ms, slowest about 1 s)."))
-        b.append(Figure(figs["latency_cdf"], "Distribution of every request's response time per concurrency."))
-    else:
+    if not len(conc):
         b.append(Para("No concurrency runs finished."))
+        return b
+    b.append(Figure(figs["response_vs_concurrency"], "Mean response time vs concurrency, with the paper's "
+                    "Kubeless values (c=1: 0.2 s; c=20: mean 965 ms, fastest 472 ms, slowest about 1 s)."))
+    h, r = _rows(conc, [
+        ("platform", lambda r: r["platform"]),
+        ("c", lambda r: str(r["concurrency"])),
+        ("reps", lambda r: f"{r['repetitions']}/{r['repetitions_planned']}"
+         + ("" if r["complete"] else " (incomplete)")
+         + (f" (+{r['extra_repetitions']} extra)" if r.get("extra_repetitions", 0) > 0 else "")),
+        ("requests", lambda r: str(r["requests"])),
+        ("mean ms [t CI]", lambda r: _ci(r, "mean_ms")),
+        ("median ms [order-stat. CI]", lambda r: _ci(r, "median_ms") + f" ({100 * r['median_ci_level']:.1f} %)"),
+        ("medians' CV", lambda r: _f(r["median_cv_pct"], 1) + " %" + (" UNSTABLE" if r["unstable"] else "")),
+        ("p95 ms, pooled [order-stat. CI]", lambda r: _pooled(r, 95)),
+        ("p99 ms, pooled [order-stat. CI]", lambda r: _pooled(r, 99)),
+        ("min ms", lambda r: _f(r["min_ms"], 0)),
+        ("max ms", lambda r: _f(r["max_ms"], 0)),
+        ("throughput req/s [t CI]", lambda r: _ci(r, "throughput_rps")),
+        ("errors", lambda r: str(r["errors"])),
+        *((c.replace("_", " "), (lambda r, c=c: str(r[c]))) for c in ERROR_CAUSES),
+        ("2xx of another length (served)", lambda r: str(r["length_mismatches"])),
+    ])
+    method = ("each repetition is one ab run; statistics are computed per run from ab's per-request times (-g, "
+              "whole ms) and then across repetitions: mean (the headline: it repeats where a median jumps between "
+              f"the modes of a bimodal cell) and throughput with a Student-t {level} interval; the median of the "
+              "runs' medians with the order-statistic interval (Le Boudec), whose achieved coverage is in "
+              "parentheses; min and max over all served requests. p95 and p99 pool the cell's served requests "
+              "over its repetitions, with the order-statistic interval over those requests (requests of one run "
+              "share a queue, so it is optimistic), and are shown only with the samples they need (133 for a p95, "
+              "662 for a p99; MLPerf LoadGen's rule). medians' CV: the coefficient of variation of the repetitions' "
+              f"medians; above {_f(_cv_threshold(results), 0)} % a cell is UNSTABLE (it got extra repetitions, up "
+              "to a cap, and still disagrees): compare its mean, not its median. Latency covers served requests; "
+              "failed attempts with no reply are set apart. Errors = requests without a complete 2xx answer, each "
+              "counted once, = non-2xx + reset + refused + empty reply + timeout (ab's own 'Failed requests' "
+              "counts a reset three times); 2xx replies of another length are listed apart because they were "
+              "served.")
+    sh, sr = tables.split_columns(h, r, list(CONCURRENCY_SHORT))
+    b.append(Table(sh, sr, "concurrency.csv", "Each cell is one ab run per repetition; the mean is the headline, "
+                   f"with its {level} interval across repetitions.", method, "The concurrency table"))
+    b.append(_full(Table(h, r, "concurrency.csv", name="The concurrency table")))
+    if found:
+        b.extend(Para(note) for note in found.notes)
+        if found.errors:
+            b.append(Para(found.errors))
+    b.append(Heading("Latency distribution", 3))
+    b.append(Figure(figs["latency_cdf"], "Distribution of every request's response time per concurrency."))
     return b
 
 
@@ -306,6 +527,9 @@ def _open_loop_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[
         b.append(Para("This run has no open-loop (rate) runs (rate_runs.csv missing or empty)."))
         return b
     slo = capacity.slo_ms(results)
+    b.append(Figure(figs.get("open_loop"), "Latency against offered load: open loop p50/p99 (from the scheduled send "
+                    "time, valid runs, p99 only with 662 served requests) and the ab cells at the throughput they "
+                    "reached; the objective and the capacity at it with its interval."))
     if len(cap):
         h, r = _rows(cap, [
             ("platform", lambda r: r["platform"]),
@@ -318,16 +542,21 @@ def _open_loop_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[
             ("its p99 ms", lambda r: capacity.pct_cell(r["capacity_p99_ms"], r["capacity_served"], 99)),
             ("runs left out (generator behind)", lambda r: f"{r['invalid_runs']} of {r['rates_tried']}"),
         ])
-        b.append(Table(h, r, "open_loop_capacity.csv",
-                       "Open loop: requests sent at scheduled times (seeded Poisson arrivals) whether or not earlier "
-                       "ones returned, latency from the scheduled send time. Capacity at the objective = the highest "
-                       f"offered rate at which at most 1 % of the served requests took longer than {slo:g} ms (that "
-                       "is p99 <= the objective) and at most 1 % of the scheduled requests failed or were dropped, "
-                       "every lower rate meeting it too. Interval: from the highest of those rates that met it surely "
-                       f"(the {level} Clopper-Pearson upper ends of both shares <= 1 %) to the first rate above the "
-                       "capacity that broke it surely (a lower end > 1 %); '<' / '>' when the rates tried do not "
-                       "reach that far. With few requests per rate the interval is wide rather than hidden. Knee = "
-                       "first rate whose median is over twice the median at the lowest rate."))
+        sh, sr = tables.split_columns(h, r, [h[0], h[1], h[3], h[4], h[5]])
+        b.append(Table(sh, sr, "open_loop_capacity.csv", f"The highest request rate each platform served with p99 <= "
+                       f"{slo:g} ms and at most 1 % failed, beside what ab's closed loop reached.",
+                       name="Open-loop capacity", method=(
+                           "open loop: requests sent at scheduled times (seeded Poisson arrivals) whether or not "
+                           "earlier ones returned, latency from the scheduled send time. Capacity at the objective "
+                           "= the highest offered rate at which at most 1 % of the served requests took longer than "
+                           f"{slo:g} ms (that is p99 <= the objective) and at most 1 % of the scheduled requests "
+                           "failed or were dropped, every lower rate meeting it too. Interval: from the highest of "
+                           f"those rates that met it surely (the {level} Clopper-Pearson upper ends of both shares "
+                           "<= 1 %) to the first rate above the capacity that broke it surely (a lower end > 1 %); "
+                           "'<' / '>' when the rates tried do not reach that far. With few requests per rate the "
+                           "interval is wide rather than hidden. Knee = first rate whose median is over twice the "
+                           "median at the lowest rate.")))
+        b.append(_full(Table(h, r, "open_loop_capacity.csv", name="Open-loop capacity")))
     h, r = _rows(rates, [
         ("platform", lambda r: r["platform"]),
         ("offered req/s", lambda r: capacity.rps(r["offered_rps"])
@@ -343,11 +572,13 @@ def _open_loop_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[
         ("lag p99 ms", lambda r: _f(r["lag_p99_ms"], 2)),
         ("valid", lambda r: "yes" if r["usable"] else f"**no**: {r.get('invalid_reason') or r.get('outcome')}"),
     ])
-    b.append(Table(h, r, "open_loop_runs.csv",
-                   "One run per platform and offered rate (rate_duration_s each). Percentiles from the scheduled send "
-                   "time over served requests, shown only with the samples they need (14 for a p50, 662 for a p99). "
-                   "achieved = served per second until the last reply. A run whose p99 send lag exceeded "
-                   "rate_max_lag_ms had a generator that fell behind: it is listed, never used."))
+    b.append(Details(f"Every open-loop run: {len(r)} rows (also tables/open_loop_runs.csv)", [Table(
+        h, r, "open_loop_runs.csv", "One run per platform and offered rate; a run whose generator fell behind is "
+        "listed, never used.", name="The open-loop runs", method=(
+            "one run per platform and offered rate (rate_duration_s each). Percentiles from the scheduled send time "
+            "over served requests, shown only with the samples they need (14 for a p50, 662 for a p99). achieved = "
+            "served per second until the last reply. A run whose p99 send lag exceeded rate_max_lag_ms had a "
+            "generator that fell behind: it is listed, never used."))]))
     if len(vs):
         h, r = _rows(vs, [
             ("platform", lambda r: r["platform"]),
@@ -358,14 +589,13 @@ def _open_loop_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[
             ("closed loop p99 ms", lambda r: _f(r["closed_p99_ms"], 0)),
             ("open loop p99 ms", lambda r: _f(r["open_p99_ms"], 0)),
         ])
-        b.append(Table(h, r, "open_loop_vs_closed.csv",
-                       "Each ab cell beside the open-loop latency at the same request rate (interpolated between the "
-                       "offered rates tried, log scale; n/a outside them or without enough samples). ab waits for a "
-                       "reply before sending the next request, so near capacity it measures c / throughput and never "
-                       "the queue an arrival stream builds: the coordinated omission the open loop removes."))
-    b.append(Figure(figs.get("open_loop"), "Latency against offered load: open loop p50/p99 (from the scheduled send "
-                    "time, valid runs, p99 only with 662 served requests) and the ab cells at the throughput they "
-                    "reached; the objective and the capacity at it with its interval."))
+        b.append(Table(h, r, "open_loop_vs_closed.csv", "Each ab cell beside the open-loop latency at the same "
+                       "request rate: ab waits for each reply, so it never sees the queue an arrival stream builds.",
+                       name="Open loop against closed loop", method=(
+                           "the open-loop latency is interpolated between the offered rates tried (log scale; n/a "
+                           "outside them or without enough samples). ab waits for a reply before sending the next "
+                           "request, so near capacity it measures c / throughput and never the queue an arrival "
+                           "stream builds: the coordinated omission the open loop removes.")))
     return b
 
 
@@ -384,13 +614,16 @@ def _overhead_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[s
         ("overhead % of container", lambda r: _ci(r, "overhead_pct", 0)),
         ("overhead % of function", lambda r: _ci(r, "overhead_pct_of_function", 0)),
     ])
-    b.append(Table(h, r, "overhead.csv", "probe: the sequential Table 1 requests, resampled per request. "
-                   "concurrency: the repetitions' mean response times, resampled by repetition and paired (platforms "
-                   "ran interleaved, repetition by repetition); with few repetitions this interval is optimistic. "
+    b.append(Table(h, r, "overhead.csv", f"The extra time of {results.headline} over {results.baseline}, one request "
+                   "at a time (probe) and under load (concurrency), beside the paper's.", name="The overhead table",
+                   method="probe: the sequential Table 1 requests, resampled per request. concurrency: the "
+                   "repetitions' mean response times, resampled by repetition and paired (platforms ran "
+                   "interleaved, repetition by repetition); with few repetitions this interval is optimistic. "
                    "paper: from its Table 1, without an interval."))
     b.append(Heading("Where the time goes", 3))
     bd = t["breakdown"]
     if len(bd):
+        b.append(Figure(figs["breakdown"], "Mean response time split into network/HTTP, runtime and model."))
         h, r = _rows(bd, [
             ("platform", lambda r: r["platform"]),
             ("c", lambda r: str(r["concurrency"])),
@@ -400,12 +633,14 @@ def _overhead_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[s
             ("runtime ms", lambda r: _f(r["runtime_ms"])),
             ("model ms", lambda r: _f(r["model_ms"])),
         ])
-        b.append(Table(h, r, "breakdown.csv", "Means over repetitions. client = ab's per-request time; server = the "
-                       "platform's own request-duration histogram on /metrics (sum/count over the run); model = the "
-                       "services' prediction_ms log lines. network/HTTP = client - server (connection, accept queue, "
-                       "transfer); runtime = server - model (for the function: fork per request, result hand-back). "
-                       "'n/a' means the run recorded no server or prediction time."))
-        b.append(Figure(figs["breakdown"], "Mean response time split into network/HTTP, runtime and model."))
+        b.append(Table(h, r, "breakdown.csv", "network/HTTP is time outside the server, runtime the server's own "
+                       "work around the model, model the prediction; rows 'a - b' split the difference.",
+                       name="Where the time goes", method=(
+                           "means over repetitions. client = ab's per-request time; server = the platform's own "
+                           "request-duration histogram on /metrics (sum/count over the run); model = the services' "
+                           "prediction_ms log lines. network/HTTP = client - server (connection, accept queue, "
+                           "transfer); runtime = server - model (for the function: fork per request, result "
+                           "hand-back). 'n/a' means the run recorded no server or prediction time.")))
     return b
 
 
@@ -415,6 +650,7 @@ def _coldstart_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[
     b.append(Heading("Cold start"))
     cold = t["coldstart"]
     if len(cold):
+        b.append(Figure(figs["coldstart"], "Cold start per platform."))
         h, r = _rows(cold, [
             ("platform", lambda r: r["platform"]),
             ("kind", lambda r: r["kind"]),
@@ -426,10 +662,11 @@ def _coldstart_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[
             ("max ms", lambda r: _f(r["max_ms"], 0)),
             ("requests until ready", lambda r: _f(r["attempts_mean"], 1)),
         ])
-        b.append(Table(h, r, "coldstart.csv", "The paper left cold starts out. Kubeless does not scale to zero, so "
-                       "a cold start here is a restart of the serving container (locally) or replicas 0→1 / deploy "
-                       "→ first 200 on a cluster, the definition Kubeless' maintainers use (kubeless#178)."))
-        b.append(Figure(figs["coldstart"], "Cold start per platform."))
+        b.append(Table(h, r, "coldstart.csv", "From a (re)start of the serving container to its first successful "
+                       "answer; the paper left cold starts out.", name="Cold start", method=(
+                           "Kubeless does not scale to zero, so a cold start here is a restart of the serving "
+                           "container (locally) or replicas 0→1 / deploy → first 200 on a cluster, the definition "
+                           "Kubeless' maintainers use (kubeless#178). Mean with a t-interval over repetitions.")))
     else:
         b.append(Para("No cold-start repetitions were recorded (coldstart.csv missing or empty)."))
     return b
@@ -441,6 +678,7 @@ def _resources_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[
     b.append(Heading("Resource use"))
     res = t["resources"]
     if len(res) and res["cpu_mean_pct"].notna().any():
+        b.append(Figure(figs["resources"], "CPU and memory of the serving containers over the benchmark."))
         h, r = _rows(res, [
             ("platform", lambda r: r["platform"]),
             ("c", lambda r: str(r["concurrency"])),
@@ -451,10 +689,10 @@ def _resources_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[
             ("% of limit", lambda r: _f(r["mem_peak_pct_of_limit"], 0)),
             ("% of the paper's 2 GB", lambda r: _f(r["mem_peak_pct_of_paper_2gb"], 0)),
         ])
-        b.append(Table(h, r, "resources.csv", "CPU in % of one core (200 % = both of the paper's two CPUs busy); "
-                       "mean of the runs' means, highest sample; peak = highest memory sample of any repetition. "
-                       "The paper found 'no meaningful results' for CPU."))
-        b.append(Figure(figs["resources"], "CPU and memory of the serving containers over the benchmark."))
+        b.append(Table(h, r, "resources.csv", "CPU in % of one core (200 % = both of the paper's two CPUs busy) and "
+                       "peak memory against the container's limit and the paper's 2 GB.", name="Resource use",
+                       method="mean of the runs' mean CPU and the highest sample; peak = highest memory sample of "
+                       "any repetition. The paper found 'no meaningful results' for CPU."))
     else:
         b.append(Para("No CPU or memory samples were recorded."))
     return b
@@ -559,10 +797,12 @@ def _machine_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[st
             ("steal % (max)", lambda r: _f(r["steal_pct_max"], 1)),
             ("load avg before (max)", lambda r: _f(r["load_1m_before_max"], 2)),
         ])
-        b.append(Table(h, r, "machine.csv", "CPU in % of one core, per concurrency run. others = processes that are "
-                       "neither this harness, the serving containers nor docker-proxy; a run is busy when they, or "
-                       "the hypervisor (steal), took more than the busy_cpu_pct knob. ab's own CPU comes out of the "
-                       "servers' cores when they share them. raw/<run_key>/system.json names the busiest processes."))
+        b.append(Table(h, r, "machine.csv", "What else used the CPUs during each concurrency run, in % of one core; "
+                       "a busy run had more competition than the busy_cpu_pct knob allows.", name="The machine",
+                       method="others = processes that are neither this harness, the serving containers nor "
+                       "docker-proxy; a run is busy when they, or the hypervisor (steal), took more than the "
+                       "busy_cpu_pct knob. ab's own CPU comes out of the servers' cores when they share them. "
+                       "raw/<run_key>/system.json names the busiest processes."))
     else:
         b.append(Para("runs.csv records no competition columns (runs made before they existed)."))
     return b
@@ -582,10 +822,6 @@ def _checks_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[str
     if results.missing_cells:
         items.append("Missing concurrency runs: " + ", ".join(f"{p} c={c} r{r}" for p, c, r in results.missing_cells))
     b.append(Bullets(items))
-    b.append(Para(f"Paper values quoted from Bhanderi, Atole, Panchmia, 'Evaluation of a deep learning model on "
-                  f"Kubeless': two VMs with {paper.CPUS} CPUs and 2 GB RAM, Minikube 0.29, Kubernetes 1.10.4, "
-                  "Kubeless 1.0.0-alpha. Our host and stack differ, so compare ratios and shapes, not absolute "
-                  "levels."))
     return b
 
 
@@ -594,12 +830,18 @@ def _md_inline(text: str) -> str:
 
 
 def _markdown(title: str, blocks: list[Block], out: Path) -> str:
-    lines = [f"# {title}", ""]
+    return "\n".join([f"# {title}", "", *_md_blocks(blocks, out)])
+
+
+def _md_blocks(blocks: list[Block], out: Path) -> list[str]:
+    lines: list[str] = []
     for blk in blocks:
         if isinstance(blk, Heading):
             lines += ["#" * blk.level + " " + blk.text, ""]
         elif isinstance(blk, Para):
             lines += [blk.text, ""]
+        elif isinstance(blk, Answer):
+            lines += [f"**The question.** {blk.question}", ""] + [f"- {c}" for c in blk.claims] + [""]
         elif isinstance(blk, Banner):
             lines += [f"> **⚠ {blk.title}**"] + ([">"] if blk.lines else []) + [f"> - {line}" for line in blk.lines]
             lines.append("")
@@ -615,7 +857,12 @@ def _markdown(title: str, blocks: list[Block], out: Path) -> str:
                 lines += [f"*Figure not drawn: no data. {blk.caption}*", ""]
             else:
                 lines += [f"![{blk.caption}]({blk.path.relative_to(out).as_posix()})", "", f"*{blk.caption}*", ""]
-    return "\n".join(lines)
+        elif isinstance(blk, Details):  # GitHub and most Markdown viewers fold it too
+            lines += ["<details>", f"<summary>{html.escape(blk.summary)}</summary>", ""]
+            lines += [*_md_blocks(blk.blocks, out), "</details>", ""]
+        elif isinstance(blk, Group):
+            lines += _md_blocks(blk.blocks, out)
+    return lines
 
 
 def _html_inline(text: str) -> str:
@@ -623,42 +870,109 @@ def _html_inline(text: str) -> str:
     return "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(parts))
 
 
+def _td(cell: str) -> str:
+    """Numbers align right (the CSS default), words left."""
+    words = cell[:1].isalpha() and not cell.startswith("n/a")
+    return f'<td class="w">{_html_inline(cell)}</td>' if words else f"<td>{_html_inline(cell)}</td>"
+
+
+def _slug(text: str) -> str:
+    return "-".join("".join(ch if ch.isalnum() else " " for ch in text.lower()).split())[:60]
+
+
+# Every table sits in a horizontally scrollable box, so a wide one scrolls instead of being cut off; the short tables
+# are made to fit the page at 1280 px and up (tests/test_report_layout.py measures it in Chromium). In print the
+# boxes do not scroll: cells may wrap instead, and a folded full table stays folded (its CSV has it).
 CSS = """
-body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.88em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }
-th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
-.note { color: #555; font-size: 0.85em; max-width: 60em; }
-.banner { border: 3px solid #c00; background: #fff0f0; padding: 0.6em 1em; margin: 1em 0; }
-.banner h2 { color: #c00; margin: 0.2em 0; font-size: 1.2em; }
-figure { margin: 1em 0; } img { max-width: 100%; } figcaption { color: #555; font-size: 0.9em; }
+body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 1em auto; padding: 0 1em; color: #222;
+       line-height: 1.4; }
+h1 { font-size: 1.5em; margin: 0.2em 0 0.4em; }
+h2 { font-size: 1.25em; margin: 1.6em 0 0.4em; padding-bottom: 0.15em; border-bottom: 1px solid #ddd; }
+section.summary h2 { margin-top: 0.6em; }
+h3 { font-size: 1.05em; margin: 1.2em 0 0.3em; }
+.scroll { overflow-x: auto; max-width: 100%; }
+table { border-collapse: collapse; margin: 0.4em 0; font-size: 0.86em; font-variant-numeric: tabular-nums; }
+th, td { border: 1px solid #ccc; padding: 0.2em 0.45em; text-align: right; }
+td { white-space: nowrap; }
+th { background: #f2f2f2; vertical-align: bottom; font-weight: 600; }
+td:first-child, th:first-child, td.w { text-align: left; }
+.note { color: #555; font-size: 0.85em; max-width: 62em; margin: 0.1em 0 0.8em; }
+.banner { border: 3px solid #c00; background: #fff0f0; padding: 0.3em 1em; margin: 0.6em 0; }
+.banner h2 { color: #c00; margin: 0.2em 0; font-size: 1.05em; border: none; }
+.banner ul { margin: 0.2em 0; font-size: 0.9em; }
+figure { margin: 0.8em 0; } img { max-width: 100%; height: auto; }
+figcaption { color: #555; font-size: 0.85em; }
+.answer .question { margin: 0.3em 0; }
+.answer ul { margin: 0.3em 0; padding-left: 1.3em; } .answer li { margin: 0.2em 0; }
+.side { display: flex; flex-wrap: wrap; gap: 0 2em; align-items: flex-start; }
+.side > .summary-table { flex: 0 1 auto; min-width: 0; }
+.side > .summary-table .note { max-width: 40em; }
+.side > figure { flex: 1 1 380px; max-width: 760px; margin-top: 0.4em; }
+details.full { margin: 0 0 1em; }
+details.full > summary { cursor: pointer; color: #0645ad; font-size: 0.88em; }
+@page { size: A4; margin: 12mm; }
+@media print {
+  body { max-width: none; margin: 0; padding: 0; font-size: 9.5pt; }
+  .scroll { overflow: visible; }
+  table { font-size: 7pt; max-width: 100%; }
+  th, td { padding: 1px 3px; }
+  td { white-space: normal; }
+  details.full table { font-size: 6pt; } details.full th, details.full td { overflow-wrap: anywhere; }
+  figure, tr, .banner { break-inside: avoid; }
+  h2, h3 { break-after: avoid; }
+  .side { display: block; } .side > figure { max-width: 75%; }
+}
 """
 
 
 def _html(title: str, blocks: list[Block]) -> str:
     body = [f"<h1>{html.escape(title)}</h1>"]
+    in_section = False
     for blk in blocks:
-        if isinstance(blk, Heading):
-            body.append(f"<h{blk.level}>{html.escape(blk.text)}</h{blk.level}>")
-        elif isinstance(blk, Para):
-            body.append(f"<p>{_html_inline(blk.text)}</p>")
-        elif isinstance(blk, Banner):
-            items = "".join(f"<li>{_html_inline(line)}</li>" for line in blk.lines)
-            body.append(f'<div class="banner"><h2>⚠ {html.escape(blk.title)}</h2>'
-                        + (f"<ul>{items}</ul>" if items else "") + "</div>")
-        elif isinstance(blk, Bullets):
-            body.append("<ul>" + "".join(f"<li>{_html_inline(i)}</li>" for i in blk.items) + "</ul>")
-        elif isinstance(blk, Table):
-            head = "".join(f"<th>{html.escape(h)}</th>" for h in blk.headers)
-            rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in blk.rows)
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-            body.append(f'<p class="note">{_html_inline(blk.note)} (CSV: tables/{html.escape(blk.csv)})</p>')
-        elif isinstance(blk, Figure):
-            if blk.path is None:
-                body.append(f'<p class="note">Figure not drawn: no data. {html.escape(blk.caption)}</p>')
-            else:
-                data = base64.b64encode(blk.path.read_bytes()).decode("ascii")
-                body.append(f'<figure><img alt="{html.escape(blk.caption)}" src="data:image/png;base64,{data}">'
-                            f"<figcaption>{html.escape(blk.caption)}</figcaption></figure>")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        if isinstance(blk, Heading) and blk.level == 2:
+            if in_section:
+                body.append("</section>")
+            body.append(f'<section class="{blk.role}" id="{_slug(blk.text)}">')
+            in_section = True
+        body.extend(_html_block(blk))
+    if in_section:
+        body.append("</section>")
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{html.escape(title)}</title>'
             f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def _html_block(blk: Block) -> list[str]:
+    if isinstance(blk, Heading):
+        return [f'<h{blk.level} id="{_slug(blk.text)}">{html.escape(blk.text)}</h{blk.level}>']
+    if isinstance(blk, Para):
+        return [f"<p>{_html_inline(blk.text)}</p>"]
+    if isinstance(blk, Answer):
+        claims = "".join(f"<li>{_html_inline(c)}</li>" for c in blk.claims)
+        return [f'<div class="answer"><p class="question"><strong>The question.</strong> '
+                f'{_html_inline(blk.question)}</p><ul class="claims">{claims}</ul></div>']
+    if isinstance(blk, Banner):
+        items = "".join(f"<li>{_html_inline(line)}</li>" for line in blk.lines)
+        return [f'<div class="banner"><h2>⚠ {html.escape(blk.title)}</h2>' + (f"<ul>{items}</ul>" if items else "")
+                + "</div>"]
+    if isinstance(blk, Bullets):
+        return ["<ul>" + "".join(f"<li>{_html_inline(i)}</li>" for i in blk.items) + "</ul>"]
+    if isinstance(blk, Table):
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in blk.headers)
+        rows = "".join("<tr>" + "".join(_td(c) for c in row) + "</tr>" for row in blk.rows)
+        note = f"{_html_inline(blk.note)} (CSV: tables/{html.escape(blk.csv)})".strip()
+        return [f'<div class="scroll"><table data-csv="{html.escape(blk.csv)}"><thead><tr>{head}</tr></thead>'
+                f"<tbody>{rows}</tbody></table></div>", f'<p class="note">{note}</p>']
+    if isinstance(blk, Figure):
+        if blk.path is None:
+            return [f'<p class="note">Figure not drawn: no data. {html.escape(blk.caption)}</p>']
+        data = base64.b64encode(blk.path.read_bytes()).decode("ascii")
+        return [f'<figure><img alt="{html.escape(blk.caption)}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{html.escape(blk.caption)}</figcaption></figure>"]
+    if isinstance(blk, Details):
+        inner = [line for b in blk.blocks for line in _html_block(b)]
+        return [f'<details class="full"><summary>{html.escape(blk.summary)}</summary>', *inner, "</details>"]
+    if isinstance(blk, Group):
+        inner = [line for b in blk.blocks for line in _html_block(b)]
+        return [f'<div class="{blk.css}">', *inner, "</div>"]
+    raise TypeError(f"unknown report block {blk!r}")

@@ -78,11 +78,20 @@ class Plan:
     # sigma of a lognormal factor that scales all of one ab run's times: the repetition-to-repetition drift of a
     # real machine (its host's clock and neighbours), which requests of one run share
     rep_jitter: float = 0.0
+    # sigma of a lognormal factor on the slow-mode share of each run: 0 plants exactly n/50 SYN-retry outliers per
+    # run at c >= syn_outliers_from_c; above 0 each run draws its share (median 2 %) and then a binomial count, as a
+    # real run's backlog overflows come and go with its moment
+    slow_share_jitter: float = 0.0
     stop_after: int | None = None  # number of ab runs (warm-up included) after which the bench "died"
+    # issue 24: rounds of the paired step (paired.csv; 0 writes none), and the sigma of the machine's slow speed
+    # drift it sees: a lognormal factor that wanders from round to round (AR(1), PAIRED_DRIFT_RHO) and that both
+    # requests of a round share
+    paired_requests: int = 100
+    paired_drift: float = 0.1
 
 
 def _request_times(rng: np.random.Generator, m: PlatformModel, c: int, n: int, cores: int,
-                   rep_jitter: float = 0.0) -> dict[str, np.ndarray]:
+                   rep_jitter: float = 0.0, slow_share_jitter: float = 0.0) -> dict[str, np.ndarray]:
     service = m.runtime_ms + m.prediction_ms
     # Closed-loop ab keeps c requests in flight on `cores` CPUs: each takes ~c/cores services in all. Up to
     # `workers` of them share the CPUs inside the server (its timer runs); the rest wait in the accept queue
@@ -96,12 +105,19 @@ def _request_times(rng: np.random.Generator, m: PlatformModel, c: int, n: int, c
     network = m.network_ms * rng.lognormal(0.0, 0.3, n) + queue
     syn = np.zeros(n)
     if m.syn_outliers_from_c is not None and c >= m.syn_outliers_from_c:
-        syn[rng.choice(n, size=max(1, n // 50), replace=False)] = 1000.0  # SYN retransmit after a full backlog
-    network += syn
-    connect_raw = m.network_ms * 0.3 * noise + syn
+        if slow_share_jitter:  # a random count per run (Plan.slow_share_jitter)
+            share = min(0.02 * float(rng.lognormal(0.0, slow_share_jitter)), 1.0)
+            count = int(rng.binomial(n, share))
+        else:
+            count = max(1, n // 50)
+        syn[rng.choice(n, size=count, replace=False)] = 1000.0  # SYN retransmit after a full backlog
+    connect_raw = m.network_ms * 0.3 * noise
     if rep_jitter:  # one factor for the whole run: the machine's drift its requests share (Plan.rep_jitter)
         f = float(rng.lognormal(0.0, rep_jitter))
         server, prediction, network, connect_raw = server * f, prediction * f, network * f, connect_raw * f
+    # the SYN retry after it: a kernel timer of fixed length, which neither the machine's drift nor its speed moves
+    network += syn
+    connect_raw += syn
     total = np.rint(server + network)
     connect = np.minimum(np.rint(connect_raw), total)
     processing = total - connect
@@ -145,6 +161,8 @@ def write_results(folder: Path, plan: Plan, *, run_id: str = "20261204T120000Z")
         _write(folder, schema.COLDSTART, coldstart)
     manifest = _manifest(plan, run_id, len(order), len(done), None if stopped else clock_us)
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    if not stopped and plan.paired_requests:  # issue 24: the paired step runs after the concurrency sweep
+        _write_paired(folder, plan)
     return folder
 
 
@@ -158,7 +176,7 @@ def _ab_run(rng: np.random.Generator, plan: Plan, experiment: str, p: str, c: in
     """One ab run: its runs.csv row, its rows of the per-request tables, and how long it took."""
     m = MODELS[p]
     fault = plan.faults.get((p, c, rep), Fault())
-    t = _request_times(rng, m, c, n, plan.cores, plan.rep_jitter)
+    t = _request_times(rng, m, c, n, plan.cores, plan.rep_jitter, plan.slow_share_jitter)
     key = f"{experiment}-{p}-c{c}-r{rep}"
     total = t["total"]
     order_idx = np.argsort(total, kind="stable")  # ab -g rows are sorted by ttime
@@ -244,3 +262,36 @@ def _manifest(plan: Plan, run_id: str, planned: int, done: int, finished_us: int
         "git_commit": None,
         "runs_planned": planned, "runs_done": done,
     }
+
+
+PAIRED_DRIFT_RHO = 0.95  # round-to-round correlation of the machine's log speed in the paired step
+
+
+def paired_times(rng: np.random.Generator, plan: Plan) -> pd.DataFrame:
+    """The paired step's requests (issue 24): in each round one request to every modelled platform, the order
+    rotated from round to round, each timed like a probe request of that platform (prediction + runtime + network
+    + 1 ms for the fresh connection) and scaled by the machine's speed in that round, which drifts slowly and which
+    both requests of a round share."""
+    names = list(MODELS)
+    rows = []
+    log_speed = 0.0
+    keep = float(np.sqrt(1 - PAIRED_DRIFT_RHO**2))
+    for i in range(plan.paired_requests):
+        log_speed = PAIRED_DRIFT_RHO * log_speed + keep * plan.paired_drift * float(rng.standard_normal())
+        for pos, p in enumerate(names[i % len(names):] + names[:i % len(names)], start=1):
+            m = MODELS[p]
+            pred = m.prediction_ms * float(rng.lognormal(0, 0.08))
+            resp = (pred + m.runtime_ms * float(rng.lognormal(0, 0.12)) + m.network_ms + 1.0) * np.exp(log_speed)
+            rows.append({"round": i + 1, "position": pos, "platform": p, "status": 200,
+                         "response_ms": round(float(resp), 3), "prediction_ms": round(pred * np.exp(log_speed), 3)})
+    return pd.DataFrame(rows)
+
+
+def _write_paired(folder: Path, plan: Plan) -> None:
+    """paired.csv, from its own random stream (the seed and 24) so that every other table stays as it was, and
+    the knob in the manifest's configuration."""
+    _write(folder, schema.PAIRED, paired_times(np.random.default_rng([plan.seed, 24]), plan))
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["config"]["paired_requests"] = plan.paired_requests
+    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

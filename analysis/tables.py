@@ -93,7 +93,8 @@ def concurrency_table(per_run: pd.DataFrame, results: Results, s: Settings) -> p
     """Per platform x concurrency, over the repetitions (one value per ab run, warm-up excluded):
 
     - mean (the headline: it repeats even where the median jumps between the modes of a bimodal cell) and
-      throughput: the mean of the runs' values with a Student-t interval across repetitions;
+      throughput (served requests per second, runs.csv served_per_s: failed attempts are not throughput): the mean
+      of the runs' values with a Student-t interval across repetitions;
     - median: the median of the runs' medians with the order-statistic interval across repetitions, whose
       achieved coverage is ``median_ci_level`` (below 95 % when there are fewer than 6 repetitions);
     - p95, p99: of the cell's served requests pooled over its repetitions (``served``), with the order-statistic
@@ -130,7 +131,7 @@ def concurrency_table(per_run: pd.DataFrame, results: Results, s: Settings) -> p
             row[f"p{p}_ms_ci_level"] = ci.level
         row["min_ms"] = float(g["min_ms"].min())
         row["max_ms"] = float(g["max_ms"].max())
-        _put(row, "throughput_rps", mean_ci(g["throughput_rps"], s.level))
+        _put(row, "throughput_rps", mean_ci(g["served_rps"], s.level))
         row["errors"] = int(g["errors"].sum())
         for col in (*ERROR_CAUSES, "length_mismatches"):
             row[col] = int(g[col].sum())
@@ -362,3 +363,61 @@ def cross_platform_table(per_run: pd.DataFrame, results: Results, conc: pd.DataF
             row["mem_peak_mib"] = float(mem.loc[(platform, c), "mem_peak_mib"]) if has_mem else np.nan
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def cross_platform_summary(cross: pd.DataFrame, conc: pd.DataFrame, capacity: pd.DataFrame,
+                           coldstart: pd.DataFrame, results: Results) -> pd.DataFrame:
+    """The short form of the cross-platform table, one row per platform (the baseline first): what a reader
+    compares at a glance. Nothing is computed anew except the failure share, which pools the platform's
+    concurrency cells:
+
+    - ratio_c1 / ratio_top (with ``*_ci_low``/``*_ci_high``): cross_platform_table's mean_ratio at the lowest and
+      at the highest concurrency (``top_concurrency``); 1 for the baseline;
+    - capacity_rps: open_loop_capacity's capacity at the latency objective; coldstart_median_ms: coldstart_table's
+      median of the platform's first cold-start kind;
+    - failure_pct: failed requests over attempts (served + failed) summed over all the platform's concurrency
+      cells, each failed request counted once.
+    """
+    baseline = results.baseline
+    if baseline is None or not len(conc):
+        return pd.DataFrame()
+    cap = capacity.set_index("platform")["capacity_rps"] if len(capacity) else pd.Series(dtype=float)
+    rows = []
+    for platform in [baseline, *results.function_platforms]:
+        cells = conc[conc["platform"] == platform]
+        if not len(cells):
+            continue
+        row: dict = {"platform": platform, "label": results.label(platform), "via": results.via(platform) or "",
+                     "role": results.role(platform)}
+        mine = cross[cross["platform"] == platform].sort_values("concurrency") if len(cross) else cross
+        for name, pick in (("c1", 0), ("top", -1)):
+            if platform == baseline:
+                row[f"concurrency_{name}"] = int(cells["concurrency"].iloc[pick])
+                row[f"ratio_{name}"], row[f"ratio_{name}_ci_low"], row[f"ratio_{name}_ci_high"] = 1.0, np.nan, np.nan
+            elif len(mine):
+                r = mine.iloc[pick]
+                row[f"concurrency_{name}"] = int(r["concurrency"])
+                row[f"ratio_{name}"] = float(r["mean_ratio"])
+                row[f"ratio_{name}_ci_low"] = float(r["mean_ratio_ci_low"])
+                row[f"ratio_{name}_ci_high"] = float(r["mean_ratio_ci_high"])
+            else:
+                row[f"concurrency_{name}"] = np.nan
+                row[f"ratio_{name}"] = row[f"ratio_{name}_ci_low"] = row[f"ratio_{name}_ci_high"] = np.nan
+        row["capacity_rps"] = float(cap.get(platform, np.nan))
+        cold = coldstart[coldstart["platform"] == platform] if len(coldstart) else coldstart
+        row["coldstart_median_ms"] = float(cold["median_ms"].iloc[0]) if len(cold) else np.nan
+        errors, attempts = int(cells["errors"].sum()), int(cells["served"].sum() + cells["errors"].sum())
+        row["failed"], row["attempts"] = errors, attempts
+        row["failure_pct"] = 100 * errors / attempts if attempts else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def split_columns(headers: list[str], rows: list[list[str]], keep: list[str]) -> tuple[list[str], list[list[str]]]:
+    """The short table of a wide one: only the columns named in ``keep``, in the wide table's order (the full
+    table stays whole beside it, folded, and in its CSV)."""
+    index = [i for i, h in enumerate(headers) if h in keep]
+    missing = [k for k in keep if k not in headers]
+    if missing:
+        raise ValueError(f"split_columns: no column(s) {missing} among {headers}")
+    return [headers[i] for i in index], [[row[i] for i in index] for row in rows]

@@ -242,7 +242,8 @@ def paper_folder(tmp_path: Path, url: str | None = None) -> RunFolder:
     """A paper-profile run folder: one tiny ab run per platform and the two autoscaling runs; the clusters'
     kubeconfig points nowhere (127.0.0.1:9)."""
     data = paper_like(autoscale_platforms=["function", "container"], repetitions=1, concurrency=[1],
-                      requests_per_run=1, warmup_requests=1, probe_requests=0, overload_concurrency=[],
+                      requests_per_run=1, warmup_requests=1, probe_requests=0, paired_requests=0,
+                      overload_concurrency=[],
                       nowarmup_requests=0, bodylimit_bytes=0, stability_max_extra_repetitions=0, rate_platforms=[],
                       autoscale_duration_s=120, autoscale_sample_interval_s=5, autoscale_tail_s=10)
     kubeconfig = tmp_path / "kde-kubeless.yaml"

@@ -90,7 +90,8 @@ def services(tmp_path):
 
 def write_config(path: Path, platforms: dict, **knobs) -> Path:
     config = {"concurrency": [1, 4], "repetitions": 2, "requests_per_run": 20, "warmup_requests": 8,
-              "probe_requests": 5, "coldstart_repetitions": 0, "resource_interval_s": 0.05, "log_settle_s": 0.05,
+              "probe_requests": 5, "paired_requests": 0, "coldstart_repetitions": 0, "resource_interval_s": 0.05,
+              "log_settle_s": 0.05,
               "request_timeout_s": 5, "stability_max_extra_repetitions": 0, "quiet_check_s": 0.1,
               "rate_capacity_pct": [],  # rate_capacity_pct: the open-loop steps are tests/test_openloop.py's
               "overload_concurrency": [], "nowarmup_requests": 0, "bodylimit_bytes": 0,  # issue 11's: its own tests

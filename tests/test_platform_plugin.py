@@ -67,7 +67,8 @@ ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 '''
 
 KNOBS = {"concurrency": [1, 2], "repetitions": 2, "requests_per_run": 12, "warmup_requests": 4,
-         "probe_requests": 0, "coldstart_repetitions": 0, "rate_platforms": [], "overload_concurrency": [],
+         "probe_requests": 0, "paired_requests": 0, "coldstart_repetitions": 0, "rate_platforms": [],
+         "overload_concurrency": [],
          "nowarmup_requests": 0, "bodylimit_bytes": 0, "stability_max_extra_repetitions": 0, "quiet_check_s": 0.1,
          "log_settle_s": 0.05, "resource_interval_s": 0.1}
 

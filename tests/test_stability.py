@@ -102,8 +102,9 @@ def test_an_unstable_cell_gets_extra_repetitions_and_is_flagged(tmp_path: Path) 
         "url": f"http://127.0.0.1:{port}/predict", "server_time_metric": "bench_request_duration_seconds",
         "log_source": "file", "log_file": str(log)}}, "config": {
         "concurrency": [1], "repetitions": 2, "requests_per_run": 30, "warmup_requests": 4, "probe_requests": 0,
-        "coldstart_repetitions": 0, "log_settle_s": 0.05, "quiet_check_s": 0.1, "stability_cv_pct": 5.0,
-        "stability_max_extra_repetitions": 2, "stability_budget_s": 60, **OTHER_EXPERIMENTS_OFF}}))
+        "paired_requests": 0, "coldstart_repetitions": 0, "log_settle_s": 0.05, "quiet_check_s": 0.1,
+        "stability_cv_pct": 5.0, "stability_max_extra_repetitions": 2, "stability_budget_s": 60,
+        **OTHER_EXPERIMENTS_OFF}}))
     server = _server(port, 5, log)
     try:
         init = bench("init", "--config", config, "--results-dir", tmp_path / "results")

@@ -173,7 +173,7 @@ def test_init_warns_when_the_machine_is_busy_and_keeps_the_check(stranger: int, 
     config = tmp_path / "bench.json"
     config.write_text(json.dumps({"profile": "local", "platforms": PLATFORMS, "config": {
         "concurrency": [1], "repetitions": 1, "requests_per_run": 20, "warmup_requests": 2, "probe_requests": 0,
-        "coldstart_repetitions": 0, "quiet_check_s": 1.0}}))
+        "coldstart_repetitions": 0, "paired_requests": 0, "quiet_check_s": 1.0}}))
     proc = subprocess.run([sys.executable, "-m", "analysis.bench", "init", "--config", str(config), "--results-dir",
                            str(tmp_path / "results")], cwd=REPO, capture_output=True, text=True, timeout=120,
                           check=False)

@@ -6,6 +6,7 @@ Typical sequence (what bench.yml does):
     python -m analysis.bench plan "$RUN" --pending     # JSON list; each item's argv is one step
     python -m analysis.bench run-one "$RUN" --experiment concurrency --platform function --concurrency 10 --repetition 3
     python -m analysis.bench probe "$RUN" --platform container --requests 10
+    python -m analysis.bench paired "$RUN" --rounds 100
     python -m analysis.bench coldstart "$RUN" --platform function --repetition 1
     python -m analysis.bench finalize "$RUN"
 
@@ -27,7 +28,7 @@ from analysis.bench import ab, micro_app, micro_function, rate
 from analysis.bench.arguments import print_step, run_dir_parser
 from analysis.bench.config import ConfigError, example_config, load_config
 from analysis.bench.manifest import RunFolder, RunFolderError, create, new_run_id, same_config, utc_now
-from analysis.bench.runner import Interrupted, StepError, coldstart, interruptible, probe, run_one
+from analysis.bench.runner import Interrupted, StepError, coldstart, interruptible, paired, probe, run_one
 from analysis.bench.steps import run_item
 
 EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
@@ -135,6 +136,10 @@ def cmd_run_one(args: argparse.Namespace) -> int:
 def cmd_probe(args: argparse.Namespace) -> int:
     folder = RunFolder(args.run_dir)
     return print_step(probe(folder, args.platform, args.requests))
+
+
+def cmd_paired(args: argparse.Namespace) -> int:  # issue 24
+    return print_step(paired(RunFolder(args.run_dir), args.rounds))
 
 
 def cmd_coldstart(args: argparse.Namespace) -> int:
@@ -264,8 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="print the planned steps as JSON",
                        description="Print the plan as a JSON list, in run order: warm-up per platform, then for "
                                    "each repetition and concurrency both platforms (their order alternating), then "
-                                   "the probe, then cold starts. Each item: index, run_key, step, platform, "
-                                   "concurrency, repetition, requests, argv (the arguments after "
+                                   "the probe and the paired step, then cold starts. Each item: index, run_key, step, "
+                                   "platform, concurrency, repetition, requests, argv (the arguments after "
                                    "`python -m analysis.bench`), done.")
     p.add_argument("--pending", action="store_true", help="list only steps without done.json")
     p.add_argument("--compact", action="store_true", help="one line of JSON instead of indented")
@@ -297,6 +302,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--platform", required=True, help="which platform of the run's configuration")
     p.add_argument("--requests", type=int, default=None, help="how many (default: the run's probe_requests)")
 
+    p = run_dir_parser(sub, "paired", cmd_paired,
+                       help="the headline: every platform alternated request by request, order rotated",
+                       description="ROUNDS rounds; in each, one sequential POST of the payload to every platform "
+                                   "of the run, each on a fresh connection and timed by the client like the probe, "
+                                   "the order rotated by one platform from round to round so that none always goes "
+                                   "first. A platform with requests_per_run set (a bounded, slow platform) takes "
+                                   "part in at most that many rounds, spread evenly over the step. The per-round "
+                                   "ratio of a function platform to the baseline is the report's headline: two "
+                                   "requests sent moments apart share the machine's drift, which cancels in their "
+                                   "ratio. Writes raw/paired/paired.jsonl (one line per request, flushed as "
+                                   "measured) and done.json; an interrupted step keeps its complete rounds and goes "
+                                   "on from there when run again. finalize makes paired.csv of it.")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="how many rounds (default: the run's paired_requests)")
+
     p = run_dir_parser(sub, "coldstart", cmd_coldstart,
                        help="restart a platform and time start -> first HTTP 200",
                        description="Take the platform down and bring it back by its configured restart, then POST "
@@ -326,10 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = run_dir_parser(sub, "finalize", cmd_finalize,
                        help="rebuild the CSVs from raw/ and set complete/incomplete",
                        description="Re-parse every finished step under raw/ (ab output with analysis.bench.ab), write "
-                                   "runs.csv, requests.csv, probe.csv, predictions.csv, coldstart.csv and "
-                                   "resources.csv, set the manifest's status to complete (every planned step has "
-                                   "done.json) or incomplete, and print a summary. Exit 1 if a raw file could not "
-                                   "be parsed (named on stderr).")
+                                   "runs.csv, requests.csv, probe.csv, paired.csv, predictions.csv, "
+                                   "coldstart.csv and resources.csv, set the manifest's status to complete (every "
+                                   "planned step has done.json) or incomplete, and print a summary. Exit 1 if a raw "
+                                   "file could not be parsed (named on stderr).")
 
     p = sub.add_parser("example-config", help="print a configuration for the local profile",
                        description="Print a complete configuration JSON for the local profile with the default "

@@ -16,8 +16,9 @@ The configuration is one JSON object (bench.yml renders it from its variables):
 
 `python -m analysis.bench example-config` prints a complete one for the local profile. The plan orders
 the steps so drift hits both platforms alike: a discarded warm-up per platform, then for each repetition
-and each concurrency both platforms, their order alternating between repetitions; then the latency probe;
-cold starts last, because they restart the serving containers.
+and each concurrency both platforms, their order alternating between repetitions; then the latency probe and
+the paired step (every platform alternated request by request: the headline ratio); cold starts last,
+because they restart the serving containers.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ DEFAULTS: dict[str, Any] = {
     "warmup_requests": 20,  # ab -n of the discarded warm-up run per platform
     "warmup_concurrency": None,  # None: the largest concurrency, so every worker/thread is warmed
     "probe_requests": 10,  # sequential requests of the Table 1 latency probe; 0 skips the probe
+    # issue 24: the headline's paired step: rounds of one sequential request to every platform, the order rotated
+    # from round to round (analysis/bench/runner.py `paired`); 0 skips the step
+    "paired_requests": 100,
     "coldstart_repetitions": 3,  # 0 skips cold starts
     "payload": "photo-500x375.jpg",  # a name from analysis.bench.payloads, or the path of your own JPEG
     "ab_timeout_s": 30,  # ab -s: per-socket timeout; a request slower than this aborts the ab run
@@ -309,8 +313,8 @@ def _knobs(given: Any, platform_names: list[str]) -> dict[str, Any]:
     for name in ("repetitions", "requests_per_run", "warmup_requests"):
         if not isinstance(knobs[name], int) or knobs[name] < 1:
             raise ConfigError(f"'{name}' must be an integer >= 1, got {knobs[name]!r}")
-    for name in ("probe_requests", "coldstart_repetitions"):
-        if not isinstance(knobs[name], int) or knobs[name] < 0:
+    for name in ("probe_requests", "paired_requests", "coldstart_repetitions"):
+        if isinstance(knobs[name], bool) or not isinstance(knobs[name], int) or knobs[name] < 0:
             raise ConfigError(f"'{name}' must be an integer >= 0, got {knobs[name]!r}")
     if max(conc) > knobs["requests_per_run"]:
         raise ConfigError(f"'requests_per_run' ({knobs['requests_per_run']}) must be at least the largest "
@@ -556,7 +560,7 @@ class PlanItem:
 
     index: int
     run_key: str
-    step: str  # warmup | concurrency | extra-repetitions | probe | coldstart
+    step: str  # warmup | concurrency | extra-repetitions | probe | paired | rate | ... | coldstart
     platform: str
     concurrency: int | None
     repetition: int | None
@@ -582,6 +586,34 @@ EXTRA_REPETITIONS = "extra-repetitions"
 
 def probe_run_key(platform: str) -> str:
     return f"probe-{platform}"
+
+
+# The paired step (issue 24): one plan item for the whole run, right after the probes; its run key is its name.
+PAIRED = "paired"
+
+
+def paired_rounds(config: BenchConfig, rounds: int | None = None) -> list[list[str]]:
+    """Which platforms each round of the paired step sends to, in sending order.
+
+    Every platform of the run takes part (its position rotated by one from round to round, so with two platforms
+    the order alternates and with k each platform goes first in every k-th round), except that a platform with
+    requests_per_run set (a bounded, slow platform) takes part in at most that many rounds, spread evenly over the
+    step so that its pairs span the same stretch of time as the others'. max_concurrency alone does not limit it:
+    the step sends one request at a time."""
+    total = config.knobs["paired_requests"] if rounds is None else rounds
+    names = list(config.platforms)
+    out: list[list[str]] = []
+    for i in range(total):
+        order = names[i % len(names):] + names[:i % len(names)]
+        out.append([name for name in order if _takes_part(config.platforms[name], i, total)])
+    return out
+
+
+def _takes_part(platform: PlatformConfig, round_index: int, rounds: int) -> bool:
+    cap = platform.requests_per_run
+    if cap is None or cap >= rounds:
+        return True
+    return (round_index + 1) * cap // rounds > round_index * cap // rounds
 
 
 def autoscale_run_key(platform: str, concurrency: int) -> str:
@@ -661,6 +693,10 @@ def make_plan(config: BenchConfig, run_dir: Path | str) -> list[PlanItem]:
         for platform in names:
             argv = ["probe", run_dir, "--platform", platform, "--requests", str(knobs["probe_requests"])]
             steps.append((probe_run_key(platform), "probe", platform, None, None, knobs["probe_requests"], argv))
+    if knobs["paired_requests"]:  # issue 24: the headline, every platform alternated request by request
+        rounds = paired_rounds(config)
+        steps.append((PAIRED, PAIRED, "", None, None, sum(len(r) for r in rounds),
+                      [PAIRED, run_dir, "--rounds", str(knobs["paired_requests"])]))
     # open-loop (issue 13): offered rates per platform, taken from the capacity the sweep above measured
     for platform in rate_platforms(config):
         for pct, rps in [(p, None) for p in ([] if knobs["rate_rps"] else knobs["rate_capacity_pct"])] + [

@@ -1,6 +1,7 @@
-"""The benchmark's steps: one ab run, the latency probe, one cold start. Each writes raw/<run_key>/ and
-done.json last; a step whose done.json exists is skipped, a folder without one is a leftover of an
-interrupted step and is discarded before the step runs again.
+"""The benchmark's steps: one ab run, the latency probe, the paired step, one cold start. Each writes
+raw/<run_key>/ and done.json last; a step whose done.json exists is skipped, a folder without one is a leftover
+of an interrupted step and is discarded before the step runs again (the paired step keeps the rounds it completed
+and goes on from there).
 
 A step that measured a failure (ab aborted, a request refused, a cold start that never answered) has
 still done its job: it records the failure and returns normally. Only problems of the harness itself
@@ -27,10 +28,12 @@ from analysis.bench.client import DockerError, docker_inspect, request
 from analysis.bench.cluster import ClusterError, ClusterRestart, check_kubeconfig
 from analysis.bench.config import (
     COLDSTART_KINDS,
+    PAIRED,
     RESTARTS,
     PlatformConfig,
     ab_run_key,
     coldstart_run_key,
+    paired_rounds,
     probe_run_key,
 )
 from analysis.bench.logs import LogSource, log_source, prediction_records
@@ -40,6 +43,7 @@ from analysis.bench.resources import RESOURCES_FILE, ResourceError, ResourceSamp
 from analysis.bench.schema import SCHEMA_VERSION
 
 PROBE_FILE = "probe.jsonl"
+PAIRED_FILE = "paired.jsonl"  # issue 24: raw/paired/paired.jsonl, one line per request
 COLDSTART_FILE = "coldstart.json"
 METRICS_BEFORE = "metrics.before.txt"
 METRICS_AFTER = "metrics.after.txt"
@@ -256,6 +260,25 @@ def _ms(value: float | None) -> str:
 
 
 # --------------------------------------------------------------------------------------------- probe
+def _timed_post(platform: PlatformConfig, body: bytes, timeout: float) -> dict[str, Any]:
+    """One POST of the payload on its own connection, timed by the client: the probe's and the paired step's
+    line (without its position), with the prediction_ms the service reported and why it failed, if it did."""
+    sent = time.time()
+    resp = request("POST", platform.url, body, "image/jpeg", timeout=timeout)
+    prediction_ms, error, model_sha256 = None, resp.error, None
+    if resp.status == 200:
+        try:
+            prediction_ms = float(resp.json()["prediction_ms"])
+            model_sha256 = resp.json().get("model_sha256")  # which model answered (compare checks it)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            error = f"no prediction_ms in the 200 response: {exc}"
+    elif resp.status is not None:
+        error = f"HTTP {resp.status}: {resp.body[:200].decode('utf-8', 'replace')}"
+    return {"sent_utc": _epoch_utc(sent), "status": resp.status, "response_ms": round(resp.elapsed_ms, 3),
+            "prediction_ms": prediction_ms, "response_bytes": len(resp.body), "model_sha256": model_sha256,
+            "error": error}
+
+
 def probe(folder: RunFolder, platform_name: str, requests: int | None = None) -> StepResult:
     """N sequential requests, each on its own connection, timed by the client (paper Table 1)."""
     platform = _platform(folder, platform_name)
@@ -276,20 +299,7 @@ def probe(folder: RunFolder, platform_name: str, requests: int | None = None) ->
     rows = []
     with open(out / PROBE_FILE, "w", encoding="utf-8") as f:
         for seq in range(1, requests + 1):
-            sent = time.time()
-            resp = request("POST", platform.url, body, "image/jpeg", timeout=knobs["request_timeout_s"])
-            prediction_ms, error, model_sha256 = None, resp.error, None
-            if resp.status == 200:
-                try:
-                    prediction_ms = float(resp.json()["prediction_ms"])
-                    model_sha256 = resp.json().get("model_sha256")  # which model answered (compare checks it)
-                except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                    error = f"no prediction_ms in the 200 response: {exc}"
-            elif resp.status is not None:
-                error = f"HTTP {resp.status}: {resp.body[:200].decode('utf-8', 'replace')}"
-            row = {"seq": seq, "sent_utc": _epoch_utc(sent), "status": resp.status,
-                   "response_ms": round(resp.elapsed_ms, 3), "prediction_ms": prediction_ms,
-                   "response_bytes": len(resp.body), "model_sha256": model_sha256, "error": error}
+            row = {"seq": seq, **_timed_post(platform, body, knobs["request_timeout_s"])}
             f.write(json.dumps(row) + "\n")
             f.flush()
             rows.append(row)
@@ -321,6 +331,111 @@ def probe(folder: RunFolder, platform_name: str, requests: int | None = None) ->
     else:
         line = f"0/{requests} ok — first error: {rows[0]['error']}"
     return StepResult(run_key, False, f"{position} {run_key}: {line}")
+
+
+# --------------------------------------------------------------------------------------- paired (issue 24)
+def paired(folder: RunFolder, rounds: int | None = None) -> StepResult:
+    """The headline's measurement: `rounds` rounds, each one sequential request to every platform of the run on
+    its own connection (the probe's request), the order rotated from round to round (config.paired_rounds, which
+    also says which rounds a bounded platform takes part in). The two requests of a pair are sent moments apart,
+    so a slow drift of the machine's speed hits both alike and cancels in their ratio, which the block probe (ten
+    requests to one platform, then ten to the other) cannot do.
+
+    Every request is one line of raw/paired/paired.jsonl, written and flushed as it is measured. An interrupted
+    step keeps its complete rounds: run again, it drops the round that was cut short and goes on from there (a
+    pair is only ever compared within its round); done.json records where it resumed.
+    """
+    knobs = folder.config.knobs
+    rounds = knobs["paired_requests"] if rounds is None else rounds
+    if rounds < 1:
+        raise StepError(f"--rounds must be at least 1, got {rounds}")
+    schedule = paired_rounds(folder.config, rounds)
+    run_key = PAIRED
+    position = _position(folder, run_key)
+    if folder.is_done(run_key):
+        return StepResult(run_key, True, f"{position} {run_key}: already done")
+    out = folder.run_dir(run_key)
+    kept = _complete_rounds(out / PAIRED_FILE, schedule) if out.exists() else []
+    if out.exists():
+        print(f"{run_key}: resuming after round {len(kept) and kept[-1]['round']} (the rounds an interrupted run "
+              "completed are kept)", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    body = folder.payload_path.read_bytes()
+    timeout = knobs["request_timeout_s"]
+    started = time.time()
+    rows = list(kept)
+    with open(out / PAIRED_FILE, "w", encoding="utf-8") as f:
+        for row in kept:  # rewritten without the round that was cut short
+            f.write(json.dumps(row) + "\n")
+        f.flush()
+        for index in range(len({r["round"] for r in kept}), rounds):
+            for pos, name in enumerate(schedule[index], start=1):
+                row = {"round": index + 1, "position": pos, "platform": name,
+                       **_timed_post(folder.config.platforms[name], body, timeout)}
+                f.write(json.dumps(row) + "\n")
+                f.flush()
+                rows.append(row)
+    finished = time.time()
+    summary = _paired_summary(folder, rows)
+    failed = sum(s["requests"] - s["ok"] for s in summary["platforms"].values())
+    # platforms with requests_per_run below the rounds take part in that many rounds only (config.paired_rounds)
+    bounded = {name: sum(name in r for r in schedule) for name in folder.config.platforms
+               if sum(name in r for r in schedule) < rounds}
+    _finish(folder, out, {
+        "run_key": run_key, "step": PAIRED, "platform": None, "rounds": rounds, "requests": len(rows),
+        "started_utc": _epoch_utc(started), "finished_utc": _epoch_utc(finished),
+        "started_epoch": started, "finished_epoch": finished,
+        "resumed_after_round": len({r["round"] for r in kept}) if kept else None,
+        "outcome": "ok" if not failed else "errors", "error": None if not failed else f"{failed} request(s) failed",
+        "bounded_rounds": bounded, "summary": summary,
+    })
+    parts = [f"{name} {s['ok']}/{s['requests']} ok" for name, s in summary["platforms"].items()]
+    parts += [f"{name}/{summary['baseline']} median ratio {r['median_ratio']:.2f} over {r['pairs']} pairs"
+              for name, r in summary["ratios"].items() if r["median_ratio"] is not None]
+    return StepResult(run_key, False, f"{position} {run_key}: {rounds} rounds, {'; '.join(parts)}")
+
+
+def _complete_rounds(path: Path, schedule: list[list[str]]) -> list[dict[str, Any]]:
+    """The lines of the rounds an interrupted paired step finished, in order; nothing after the first round that
+    is not whole (a line cut off mid-write included)."""
+    if not path.exists():
+        return []
+    by_round: dict[int, list[dict[str, Any]]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        by_round.setdefault(int(row["round"]), []).append(row)
+    kept: list[dict[str, Any]] = []
+    for index, names in enumerate(schedule, start=1):
+        got = by_round.get(index, [])
+        if [r["platform"] for r in got] != names:
+            break
+        kept.extend(got)
+    return kept
+
+
+def _paired_summary(folder: RunFolder, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Requests and successes per platform, and, for the progress line and done.json only, each other platform's
+    median per-round ratio to the baseline (the report's statistics are analysis/headline.py's, from paired.csv)."""
+    platforms = folder.config.platforms
+    ok = {(r["round"], r["platform"]): r["response_ms"] for r in rows if r["status"] == 200 and r["error"] is None}
+    per = {name: {"requests": sum(1 for r in rows if r["platform"] == name),
+                  "ok": sum(1 for (_, p) in ok if p == name)} for name in platforms}
+    baseline = next((n for n, p in platforms.items() if p.role == "baseline"), None)
+    ratios: dict[str, dict[str, Any]] = {}
+    for name in platforms:
+        if baseline is None or name == baseline:
+            continue
+        values = sorted(ok[(rnd, name)] / ok[(rnd, baseline)] for (rnd, p) in ok
+                        if p == name and (rnd, baseline) in ok and ok[(rnd, baseline)] > 0)
+        median = None
+        if values:
+            mid = len(values) // 2
+            median = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+        ratios[name] = {"pairs": len(values), "median_ratio": median}
+    return {"platforms": per, "baseline": baseline, "ratios": ratios}
 
 
 # ---------------------------------------------------------------------------------------- cold start

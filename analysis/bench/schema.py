@@ -157,6 +157,20 @@ prediction_ms  float?  *  the prediction_ms of the response JSON; empty on error
 error          str?    -  empty unless the request failed
 """))
 
+# issue 24: the headline's paired step (analysis/bench/runner.py `paired`): rounds of one sequential request to every
+# platform, the order rotated from round to round; a function platform's per-round ratio to the baseline is the
+# report's headline (analysis/headline.py). Runs made before it lack the file.
+PAIRED = Table("paired.csv", False, "one row per request of the paired step (issue 24)", _columns("""
+round          int     *  1..paired_requests; the requests of one round were sent one after the other
+position       int     *  1..platforms in the round: the order they were sent in (rotated from round to round)
+platform       str     *  platform
+status         int     *  HTTP status; 0 when no HTTP response arrived
+response_ms    float?  *  client time from connect to the last byte, each request on its own connection; empty
+                          when status is 0
+prediction_ms  float?  -  the prediction_ms of the response JSON; empty on error
+error          str?    *  empty unless the request failed (a non-200 status, no reply, no prediction_ms)
+"""))
+
 PREDICTIONS = Table("predictions.csv", False, "one row per prediction log line the services printed", _columns("""
 run_key        str     *  the step whose log it came from
 platform       str     *  platform
@@ -218,8 +232,8 @@ answered_by  str     *  `ingress`, `runtime`, `none` or `unknown`
 evidence     str?    -  the log line that names the layer
 """))
 
-TABLES: dict[str, Table] = {t.file: t for t in (RUNS, REQUESTS, PROBE, PREDICTIONS, COLDSTART, RESOURCES, LAYERS,
-                                                BODYLIMIT)}
+TABLES: dict[str, Table] = {t.file: t for t in (RUNS, REQUESTS, PROBE, PAIRED, PREDICTIONS, COLDSTART, RESOURCES,
+                                                LAYERS, BODYLIMIT)}
 
 # Percentiles need samples: the p-th percentile of n samples is only shown when n * (1 - p/100) >= 6.62, i.e.
 # at least 662 samples for a p99 (MLPerf LoadGen's rule for a 99 % bound at 95 % confidence), 133 for a p95,

@@ -1,17 +1,17 @@
 """One plan item to the step that runs it: the dispatcher `run-all` and bench.yml's loop reach every step through.
 
-It sits above the step modules (runner: ab runs, probes, cold starts, autoscaling; nowarmup, bodylimit, stability,
-rate), which never import it, so the steps and their dispatcher import one way only.
+It sits above the step modules (runner: ab runs, probes, the paired step, cold starts, autoscaling; nowarmup,
+bodylimit, stability, rate), which never import it, so the steps and their dispatcher import one way only.
 """
 
 from __future__ import annotations
 
 from analysis.bench.bodylimit import bodylimit
-from analysis.bench.config import EXTRA_REPETITIONS, PlanItem
+from analysis.bench.config import EXTRA_REPETITIONS, PAIRED, PlanItem
 from analysis.bench.manifest import RunFolder
 from analysis.bench.nowarmup import nowarmup
 from analysis.bench.rate import rate_step
-from analysis.bench.runner import StepError, StepResult, autoscale, coldstart, probe, run_one
+from analysis.bench.runner import StepError, StepResult, autoscale, coldstart, paired, probe, run_one
 from analysis.bench.stability import run_extra
 
 
@@ -29,6 +29,8 @@ def run_item(folder: RunFolder, item: PlanItem) -> StepResult:
         return rate_step(folder, item.platform, item.capacity_pct, item.rps)
     if item.step == "probe":
         return probe(folder, item.platform, item.requests)
+    if item.step == PAIRED:  # issue 24
+        return paired(folder)
     if item.step == "autoscale":  # paper profile
         return autoscale(folder, item.platform)
     if item.step == "coldstart":

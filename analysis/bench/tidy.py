@@ -20,7 +20,7 @@ from analysis.bench.logs import prediction_records
 from analysis.bench.manifest import DONE, RunFolder, read_json, utc_now
 from analysis.bench.metrics import server_mean_ms
 from analysis.bench.resources import RESOURCES_FILE, cpu_mean, max_or_none, resource_rows, round_or_none
-from analysis.bench.runner import COLDSTART_FILE, METRICS_AFTER, METRICS_BEFORE, PROBE_FILE
+from analysis.bench.runner import COLDSTART_FILE, METRICS_AFTER, METRICS_BEFORE, PAIRED_FILE, PROBE_FILE
 
 # the column order of the two ab tables as finalize writes them (every table's comes from schema.py)
 RUNS_COLUMNS = schema.RUNS.names
@@ -34,7 +34,7 @@ def finalize(folder: RunFolder) -> tuple[list[str], list[str]]:
     order = {item.run_key: item.index for item in plan}
     done_dirs = sorted((p.parent for p in folder.raw.glob(f"*/{DONE}")),
                        key=lambda d: (order.get(d.name, len(order) + 1), d.name))
-    runs, requests, probe, predictions, coldstart, resources = [], [], [], [], [], []
+    runs, requests, probe, predictions, coldstart, resources, paired = [], [], [], [], [], [], []  # paired: issue 24
     error_layers: list[dict[str, Any]] = []  # issue 11
     bodylimit: list[dict[str, Any]] = []
     autoscale_rows: list[dict[str, Any]] = []  # paper profile
@@ -63,6 +63,8 @@ def finalize(folder: RunFolder) -> tuple[list[str], list[str]]:
                 error_layers.append(layer)
         elif done["step"] == "probe":
             probe.extend(_probe_rows(run_dir, platform_name))
+        elif done["step"] == "paired":  # issue 24
+            paired.extend(_paired_rows(run_dir))
         elif done["step"] == "coldstart":
             coldstart.append(_coldstart_row(run_dir, done))
         elif done["step"] == "autoscale":  # paper profile
@@ -73,7 +75,8 @@ def finalize(folder: RunFolder) -> tuple[list[str], list[str]]:
                 bodylimit.append(limit)
 
     tables = {table.file: (rows, table.names) for table, rows in (
-        (schema.RUNS, runs), (schema.REQUESTS, requests), (schema.PROBE, probe), (schema.PREDICTIONS, predictions),
+        (schema.RUNS, runs), (schema.REQUESTS, requests), (schema.PROBE, probe), (schema.PAIRED, paired),
+        (schema.PREDICTIONS, predictions),
         (schema.COLDSTART, coldstart), (schema.RESOURCES, resources), (schema.LAYERS, error_layers),
         (schema.BODYLIMIT, bodylimit), (schema.AUTOSCALE, autoscale_rows),
     )}
@@ -96,7 +99,7 @@ def finalize(folder: RunFolder) -> tuple[list[str], list[str]]:
         outcomes=dict(outcomes),
         problems=problems,
     )
-    return _summary(folder, runs, requests, probe, coldstart, missing), problems
+    return _summary(folder, runs, requests, probe, coldstart, missing) + _paired_lines(folder, paired), problems
 
 
 def _ab_run(folder: RunFolder, run_dir: Path, done: dict[str, Any]
@@ -170,6 +173,39 @@ def _probe_rows(run_dir: Path, platform_name: str) -> list[dict[str, Any]]:
                          "response_ms": r["response_ms"] if r["status"] else None,
                          "prediction_ms": r["prediction_ms"], "error": r["error"]})
     return rows
+
+
+def _paired_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """paired.csv's rows from raw/paired/paired.jsonl, in the order they were sent."""
+    rows = []
+    for line in (run_dir / PAIRED_FILE).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            r = json.loads(line)
+            rows.append({"round": r["round"], "position": r["position"], "platform": r["platform"],
+                         "status": r["status"] or 0, "response_ms": r["response_ms"] if r["status"] else None,
+                         "prediction_ms": r["prediction_ms"], "error": r["error"]})
+    return rows
+
+
+def _paired_lines(folder: RunFolder, paired: list[dict[str, Any]]) -> list[str]:
+    """One line for the paired step: the geometric mean of each function platform's per-round ratio to the
+    baseline over the rounds both answered (the report adds its interval; analysis/headline.py)."""
+    if not paired:
+        return []
+    platforms = folder.config.platforms
+    baseline = next((n for n, p in platforms.items() if p.role == "baseline"), None)
+    ok = {(r["round"], r["platform"]): r["response_ms"] for r in paired if r["status"] == 200 and not r["error"]}
+    parts = []
+    for name in platforms:
+        if name == baseline or baseline is None:
+            continue
+        logs = [math.log(ms / ok[(rnd, baseline)]) for (rnd, p), ms in ok.items()
+                if p == name and ok.get((rnd, baseline), 0) > 0 and ms > 0]
+        if logs:
+            parts.append(f"{name}/{baseline} {math.exp(sum(logs) / len(logs)):.2f}x over {len(logs)} pairs")
+    failed = sum(1 for r in paired if not (r["status"] == 200 and not r["error"]))
+    return [f"  paired: {max(r['round'] for r in paired)} rounds, {failed} failed request(s)"
+            + (f"; geometric mean ratio {', '.join(parts)}" if parts else "")]
 
 
 def _coldstart_row(run_dir: Path, done: dict[str, Any]) -> dict[str, Any]:
