@@ -403,8 +403,12 @@ def _check_completeness(results: Results) -> None:
         reasons.append(f"manifest.json: {m['runs_done']} of {m['runs_planned']} planned runs done")
     runs = results.runs[results.runs["experiment"] == "concurrency"]
     have = set(zip(runs["platform"], runs["concurrency"], runs["repetition"], strict=True))
+    described = m.get("platforms") or {}
     for platform in results.platforms:
+        bound = (described.get(platform) or {}).get("max_concurrency") if isinstance(described, dict) else None
         for c in cfg["concurrency"]:
+            if bound is not None and int(c) > int(bound):
+                continue  # the plan leaves a bounded platform's higher levels out (PlatformConfig.max_concurrency)
             for r in range(1, int(cfg["repetitions"]) + 1):
                 if (platform, int(c), r) not in have:
                     results.missing_cells.append((platform, int(c), r))

@@ -454,6 +454,39 @@ def test_verdict_follows_the_numbers(complete_out: Path) -> None:
     assert "by much more than the paper found" in md
 
 
+def test_a_bounded_platforms_unplanned_levels_are_not_missing(tmp_path: Path) -> None:
+    """A platform run at bounded concurrency (max_concurrency, e.g. OpenFaaS's classic watchdog) has no runs above
+    its bound because the plan leaves them out: a complete run stays complete. Above the bound nothing is missing;
+    at or below it a removed run still is."""
+    folder = tmp_path / "bounded"
+    shutil.copytree(COMPLETE, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["platforms"]["function"]["max_concurrency"] = 5
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with open(folder / "runs.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    drop = {(r["run_key"]) for r in rows if r["experiment"] == "concurrency" and r["platform"] == "function"
+            and int(r["concurrency"]) > 5}
+    assert drop  # the fixture has function runs above c=5 to drop
+    for name in ("runs.csv", "requests.csv"):
+        with open(folder / name, newline="") as f:
+            reader = csv.DictReader(f)
+            kept = [r for r in reader if r["run_key"] not in drop]
+            fields = reader.fieldnames
+        with open(folder / name, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(kept)
+    assert load_results(folder).missing_cells == []
+    manifest["platforms"]["function"]["max_concurrency"] = 1
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert load_results(folder).missing_cells == []
+    manifest["platforms"]["function"].pop("max_concurrency")
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    missing = load_results(folder).missing_cells
+    assert missing and all(p == "function" and c > 5 for p, c, _ in missing)
+
+
 def test_incomplete_run_is_flagged(incomplete_out: Path) -> None:
     results = load_results(INCOMPLETE)
     assert not results.complete
