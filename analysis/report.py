@@ -394,7 +394,8 @@ def _cross_platform_section(results: Results, t: dict[str, pd.DataFrame], figs: 
 
     def ratio(r: pd.Series) -> str:
         if not math.isfinite(r["mean_ratio"]):
-            return "n/a"
+            note = r.get("ratio_note")
+            return f"n/a ({note})" if isinstance(note, str) and note else "n/a"
         if not math.isfinite(r["mean_ratio_ci_low"]):
             return f"{r['mean_ratio']:.2f} (one repetition)"
         return f"{r['mean_ratio']:.2f} [{r['mean_ratio_ci_low']:.2f}, {r['mean_ratio_ci_high']:.2f}]"

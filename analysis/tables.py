@@ -318,6 +318,9 @@ def _ratio(values: np.ndarray, level: float) -> Interval:
     return Interval(float(np.exp(ci.estimate)), float(np.exp(ci.low)), float(np.exp(ci.high)), level, len(values))
 
 
+NON_2XX_TIMED_LIMIT_PCT = 5.0  # above this share of non-2xx replies a cell's mean says more about them than the model
+
+
 def cross_platform_table(per_run: pd.DataFrame, results: Results, conc: pd.DataFrame, capacity: pd.DataFrame,
                          coldstart: pd.DataFrame, resources: pd.DataFrame, s: Settings) -> pd.DataFrame:
     """Every function platform against the baseline, per concurrency, all measured in this run:
@@ -325,6 +328,9 @@ def cross_platform_table(per_run: pd.DataFrame, results: Results, conc: pd.DataF
     - mean_ratio: the geometric mean over repetitions of (platform mean / baseline mean) of the same repetition,
       with a t-interval on the log ratios (``mean_ratio_ci_*``); 1.35 = 35 % slower than the baseline;
     - p99_ratio: the cells' pooled p99s divided (empty where either has too few samples for a p99);
+    - both empty, with ``ratio_note`` saying why, where more than NON_2XX_TIMED_LIMIT_PCT % of either cell's
+      attempts were non-2xx replies: ab times those among the served requests, so a platform that rejects fast
+      (a 429 at its concurrency limit) would otherwise read as fast;
     - failure_pct: the platform's failed requests over its attempts in the cell (each failed request once);
     - capacity_rps / baseline_capacity_rps: the open-loop capacity at the latency objective (empty without the
       rate experiment); coldstart_median_ms: its first cold-start kind; mem_peak_mib: the cell's peak memory.
@@ -352,6 +358,18 @@ def cross_platform_table(per_run: pd.DataFrame, results: Results, conc: pd.DataF
             _put(row, "mean_ratio", ratio)
             row["p99_ratio"] = float(mine["p99_ms"] / theirs["p99_ms"]) if mine["p99_ms"] > 0 and theirs["p99_ms"] > 0 \
                 else np.nan
+            row["ratio_note"] = ""
+            for side, cell in ((platform, mine), (baseline, theirs)):
+                replies = int(cell["served"]) + int(cell["errors"])
+                share = 100 * int(cell["non_2xx"]) / replies if replies else 0.0
+                if share > NON_2XX_TIMED_LIMIT_PCT:
+                    # ab times non-2xx replies among the served (its -g rows carry no status): a fast 429 or 503
+                    # would read as a fast platform
+                    row["mean_ratio"] = row["mean_ratio_ci_low"] = row["mean_ratio_ci_high"] = np.nan
+                    row["p99_ratio"] = np.nan
+                    row["ratio_note"] = (f"not shown: {share:.0f} % of {side}'s attempts were non-2xx replies, "
+                                         "which ab times among the served")
+                    break
             attempts = int(mine["served"]) + int(mine["errors"])
             row["failure_pct"] = 100 * int(mine["errors"]) / attempts if attempts else np.nan
             base_attempts = int(theirs["served"]) + int(theirs["errors"])

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats as st
 
@@ -703,3 +704,38 @@ def test_a_run_without_the_container_platform_is_reported(copy: Path, tmp_path: 
     assert main([str(copy), "--out", str(out)]) == 0
     md = (out / "report.md").read_text()
     assert "response-time overhead: not measured" in md and "| container |" not in md
+
+
+def test_a_cell_of_fast_rejections_gets_no_mean_ratio() -> None:
+    """ab times non-2xx replies among the served requests, so a platform answering most of a cell with a fast 429
+    would read as many times faster than the baseline: above NON_2XX_TIMED_LIMIT_PCT % of its attempts the cross-
+    platform ratio is left empty, with the reason; at or below it the ratio is the one the repetitions give."""
+    from analysis import tables
+    from analysis.summarize import per_run
+
+    results = load_results(COMPLETE)
+    s = tables.Settings()
+    runs = per_run(results)
+    conc = tables.concurrency_table(runs, results, s)
+    empty = pd.DataFrame()
+    before = tables.cross_platform_table(runs, results, conc, empty, empty, empty, s)
+    cell = (conc["platform"] == "function") & (conc["concurrency"] == 20)
+    attempts = int(conc.loc[cell, "served"].iloc[0] + conc.loc[cell, "errors"].iloc[0])
+    limit = tables.NON_2XX_TIMED_LIMIT_PCT
+    for non_2xx, shown in ((int(attempts * limit / 100), True), (int(attempts * limit / 100) + 1, False)):
+        edited = conc.copy()
+        edited.loc[cell, "non_2xx"] = non_2xx
+        row = find_row(tables.cross_platform_table(runs, results, edited, empty, empty, empty, s), "function", 20)
+        if shown:
+            assert row["mean_ratio"] == find_row(before, "function", 20)["mean_ratio"] and row["ratio_note"] == ""
+        else:
+            assert np.isnan(row["mean_ratio"]) and np.isnan(row["p99_ratio"])
+            assert "non-2xx" in row["ratio_note"] and "function" in row["ratio_note"]
+    other = find_row(before, "function", 1)
+    assert np.isfinite(other["mean_ratio"])
+
+
+def find_row(frame, platform: str, concurrency: int):
+    hit = frame[(frame["platform"] == platform) & (frame["concurrency"] == concurrency)]
+    assert len(hit) == 1
+    return hit.iloc[0]
