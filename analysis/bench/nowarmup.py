@@ -3,7 +3,8 @@
 Under TensorFlow 1.x (2018) the graph and session built at import were inherited by every forked child; the
 handler's default warm-up in the parent reproduces that. This step starts a temporary copy of the function
 container (same image, environment, CPU and memory caps) with WARMUP_CALLS=0 on a free port on 127.0.0.1, waits
-for /healthz, runs one ab run at c=1 (experiment `nowarmup`, run_key nowarmup-function-c1-r1) bounded by
+for the platform's readiness path (the path of its ready_url; /healthz without one), runs one ab run at c=1 on the
+path of its url (experiment `nowarmup`, run_key nowarmup-function-c1-r1) bounded by
 nowarmup_timeout_s, and removes the copy. A child that hangs or is slow is a result, recorded like any other run.
 """
 
@@ -14,6 +15,7 @@ import json
 import os
 import subprocess
 import time
+from urllib.parse import urlsplit
 
 from analysis.bench.client import DockerError, docker_inspect, request
 from analysis.bench.manifest import RunFolder
@@ -41,9 +43,53 @@ def nowarmup(folder: RunFolder, platform_name: str, requests: int | None = None)
     except DockerError as exc:
         raise StepError(f"cannot inspect {platform.container}: {exc}") from None
     name = f"{platform.container}-nowarmup"
+    # the copy serves what the original serves: the container port it publishes, its predict and readiness paths
+    container_port = next(iter(info["HostConfig"].get("PortBindings") or {}), "8080/tcp")
+    predict_path = _path(platform.url)
+    ready_path = _path(platform.ready_url) if platform.ready_url else "/healthz"
+    argv = _copy_argv(info, name, container_port)
+    _docker(["rm", "-f", name], host)
+    started = time.perf_counter()
+    proc = _docker(argv, host)
+    if proc.returncode != 0:
+        raise StepError(f"docker run of the WARMUP_CALLS=0 copy failed: {proc.stderr.strip()[-300:]}")
+    try:
+        port = _docker(["port", name, container_port], host).stdout.split(":")[-1].strip()
+        base = f"http://127.0.0.1:{port}"
+        deadline = started + knobs["nowarmup_timeout_s"]
+        ready_s = None
+        while time.perf_counter() < deadline:
+            if request("GET", f"{base}{ready_path}", timeout=5).status == 200:
+                ready_s = time.perf_counter() - started
+                break
+            time.sleep(0.5)
+        variant = dataclasses.replace(platform, url=f"{base}{predict_path}", container=name,
+                                      metrics_url=f"{base}/metrics" if platform.metrics_url else None,
+                                      restart="none", ingress_dir=None)
+        remaining = max(10.0, deadline - time.perf_counter())
+        result = run_one(folder, "nowarmup", platform_name, 1, 1, requests, platform=variant,
+                         run_timeout_s=remaining)
+        out = folder.run_dir(result.run_key)
+        (out / STARTUP_FILE).write_text(json.dumps({
+            "container": name, "image": info["Config"]["Image"], "env_changed": {"WARMUP_CALLS": "0"},
+            "start_to_healthz_s": ready_s, "ready_path": ready_path, "predict_path": predict_path,
+            "timeout_s": knobs["nowarmup_timeout_s"]}, indent=1) + "\n")
+        return result
+    finally:
+        _docker(["rm", "-f", name], host)
+
+
+def _path(url: str) -> str:
+    """The path and query of a URL ("/" when it has none)."""
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+def _copy_argv(info: dict, name: str, container_port: str) -> list[str]:
+    """`docker run` arguments for a copy of the inspected container with WARMUP_CALLS=0, its caps, mounts and
+    entry point, publishing its container port on a free port of 127.0.0.1."""
     env = [e for e in info["Config"].get("Env") or [] if not e.startswith("WARMUP_CALLS=")] + ["WARMUP_CALLS=0"]
     hc = info["HostConfig"]
-    argv = ["run", "-d", "--name", name, "--init", "-p", "127.0.0.1::8080",
+    argv = ["run", "-d", "--name", name, "--init", "-p", f"127.0.0.1::{container_port.partition('/')[0]}",
             "--label", "kubeless-dl-eval=serving-variant"]
     if hc.get("NanoCpus"):
         argv += ["--cpus", str(hc["NanoCpus"] / 1e9)]
@@ -57,30 +103,4 @@ def nowarmup(folder: RunFolder, platform_name: str, requests: int | None = None)
     if entrypoint:
         argv += ["--entrypoint", entrypoint[0]]
     argv += [info["Config"]["Image"], *entrypoint[1:], *(info["Config"].get("Cmd") or [])]
-    _docker(["rm", "-f", name], host)
-    started = time.perf_counter()
-    proc = _docker(argv, host)
-    if proc.returncode != 0:
-        raise StepError(f"docker run of the WARMUP_CALLS=0 copy failed: {proc.stderr.strip()[-300:]}")
-    try:
-        port = _docker(["port", name, "8080/tcp"], host).stdout.split(":")[-1].strip()
-        base = f"http://127.0.0.1:{port}"
-        deadline = started + knobs["nowarmup_timeout_s"]
-        ready_s = None
-        while time.perf_counter() < deadline:
-            if request("GET", f"{base}/healthz", timeout=5).status == 200:
-                ready_s = time.perf_counter() - started
-                break
-            time.sleep(0.5)
-        variant = dataclasses.replace(platform, url=f"{base}/", container=name, metrics_url=f"{base}/metrics",
-                                      restart="none", ingress_dir=None)
-        remaining = max(10.0, deadline - time.perf_counter())
-        result = run_one(folder, "nowarmup", platform_name, 1, 1, requests, platform=variant,
-                         run_timeout_s=remaining)
-        out = folder.run_dir(result.run_key)
-        (out / STARTUP_FILE).write_text(json.dumps({
-            "container": name, "image": info["Config"]["Image"], "env_changed": {"WARMUP_CALLS": "0"},
-            "start_to_healthz_s": ready_s, "timeout_s": knobs["nowarmup_timeout_s"]}, indent=1) + "\n")
-        return result
-    finally:
-        _docker(["rm", "-f", name], host)
+    return argv
