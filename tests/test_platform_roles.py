@@ -123,3 +123,30 @@ def test_a_bounded_platform_runs_only_its_levels_and_requests():
             assert "platforms.classic" in str(exc)
         else:
             raise AssertionError(f"{bad} must be refused")
+
+
+def test_the_readiness_url_reaches_the_bench_configuration():
+    """An entry's ready_url (OpenWhisk's /ping, Fission's /router-healthz) is what the nowarmup step's copy is awaited
+    on, so the bench role's template passes it through; a malformed one is refused with its key."""
+    from analysis.bench.config import ConfigError, config_from_dict
+    from analysis.bench.nowarmup import _path
+
+    template = (ROOT / "roles" / "bench" / "templates" / "bench-config.json.j2").read_text()
+    rejected = re.search(r"rejectattr\('key', 'in', \[([^\]]*)\]\)", template).group(1)
+    assert "ready_url" not in rejected and "deploy" in rejected
+    config = {"profile": "local", "config": {},
+              "platforms": {"container": {"kind": "container", "url": "http://127.0.0.1:2/predict"},
+                            "ow": {"kind": "kubeless", "url": "http://127.0.0.1:3/api/v1/web/guest/default/predict",
+                                   "ready_url": "http://127.0.0.1:3/ping"}}}
+    platforms = config_from_dict(config).platforms
+    assert platforms["ow"].ready_url == "http://127.0.0.1:3/ping" and platforms["container"].ready_url is None
+    assert _path(platforms["ow"].ready_url) == "/ping"
+    assert _path(platforms["ow"].url) == "/api/v1/web/guest/default/predict"
+    assert _path("http://127.0.0.1:4") == "/" and _path("http://h:1/p?x=1") == "/p?x=1"
+    config["platforms"]["ow"]["ready_url"] = "ping"
+    try:
+        config_from_dict(config)
+    except ConfigError as exc:
+        assert "platforms.ow.ready_url" in str(exc)
+    else:
+        raise AssertionError("a ready_url without a scheme must be refused")

@@ -156,6 +156,9 @@ class PlatformConfig:
     # or extra repetitions; requests_per_run replaces the knob's for its concurrency runs (and caps its warm-up).
     max_concurrency: int | None = None
     requests_per_run: int | None = None
+    # the URL that answers 200 once the platform can predict (bench.yml waits for it before any load; the nowarmup
+    # step's copy is awaited on its path); None: the url's /healthz
+    ready_url: str | None = None
 
     def runs_at(self, concurrency: int) -> bool:
         return self.max_concurrency is None or concurrency <= self.max_concurrency
@@ -435,6 +438,10 @@ def _platform(name: str, settings: Any) -> PlatformConfig:
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not parts.path:
         raise ConfigError(f"platforms.{name}.url must be an http URL with a path, e.g. "
                           f"http://127.0.0.1:30080/, got {url!r}")
+    ready = settings.get("ready_url")
+    if ready is not None and (not isinstance(ready, str) or urlsplit(ready).scheme not in ("http", "https")
+                              or not urlsplit(ready).hostname):
+        raise ConfigError(f"platforms.{name}.ready_url must be an http URL or null, got {ready!r}")
     kind_name = settings.get("kind")
     if not isinstance(kind_name, str) or not kind_name:
         raise ConfigError(f"platforms.{name} needs a 'kind', one of {', '.join(sorted(kinds.known()))}, "
