@@ -29,7 +29,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis import paper
+from analysis import paper, tables
 from analysis.load import Results
 from analysis.stats import DEFAULT_LEVEL, Interval, mean_ci, median_ci
 
@@ -185,7 +185,16 @@ def _concurrency_rows(results: Results, per_run: pd.DataFrame, platform: str, le
                         "same repetition",
                "n": g.n, "ratio": g.estimate, "ratio_ci_low": g.low, "ratio_ci_high": g.high,
                "platform_mean_ms": float(a[common].mean()) if len(common) else np.nan,
-               "baseline_mean_ms": float(b[common].mean()) if len(common) else np.nan}
+               "baseline_mean_ms": float(b[common].mean()) if len(common) else np.nan, "ratio_note": ""}
+        for who, runs in ((platform, mine_runs), (baseline, base_runs)):
+            cell = runs[(runs["concurrency"] == c) & runs["repetition"].isin(common)]
+            attempts = int(cell["completed"].sum())  # ab's finished attempts, failed ones included
+            share = 100 * float(cell["non_2xx"].sum()) / attempts if attempts else 0.0
+            if share > tables.NON_2XX_TIMED_LIMIT_PCT:  # ab times them among the served: a fast 429 reads as fast
+                row.update(ratio=np.nan, ratio_ci_low=np.nan, ratio_ci_high=np.nan,
+                           ratio_note=f"not shown: {share:.0f} % of {who}'s attempts were non-2xx replies, which ab "
+                                      "times among the served")
+                break
         if c >= SLOW_MODE_FROM_C:
             for name, who in (("platform", platform), ("baseline", baseline)):
                 cell = requests[(requests["platform"] == who) & (requests["concurrency"] == c)]

@@ -340,7 +340,8 @@ def _headline_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[s
 
     def ratio(r: pd.Series) -> str:
         if not math.isfinite(r["ratio"]):
-            return "n/a"
+            note = r.get("ratio_note")
+            return f"n/a ({note})" if isinstance(note, str) and note else "n/a"
         if not math.isfinite(r["ratio_ci_low"]):
             return f"{r['ratio']:.2f}x (one {'pair' if r['source'] == 'paired' else 'repetition'})"
         return f"{r['ratio']:.2f}x [{r['ratio_ci_low']:.2f}, {r['ratio_ci_high']:.2f}]"

@@ -97,10 +97,11 @@ def concurrency_table(per_run: pd.DataFrame, results: Results, s: Settings) -> p
       of the runs' values with a Student-t interval across repetitions;
     - median: the median of the runs' medians with the order-statistic interval across repetitions, whose
       achieved coverage is ``median_ci_level`` (below 95 % when there are fewer than 6 repetitions);
-    - p95, p99: of the cell's served requests pooled over its repetitions (``served``), with the order-statistic
-      interval over those requests (achieved coverage in ``p95_ms_ci_level``); empty below the samples a
-      percentile needs (schema.samples_needed: 133 for a p95, 662 for a p99), which the report shows as
-      "too few samples";
+    - p95, p99: of the cell's timed replies pooled over its repetitions (``timed``: ab's -g rows, which are the
+      served requests plus any non-2xx replies, since those rows carry no status), with the order-statistic
+      interval over them (achieved coverage in ``p95_ms_ci_level``); empty below the samples a percentile needs
+      (schema.samples_needed: 133 for a p95, 662 for a p99), which the report shows as "too few samples";
+    - served: the complete 2xx answers (timed replies less non-2xx ones), so served + errors is every attempt;
     - median_cv_pct: the coefficient of variation of the repetitions' medians; ``unstable`` when it exceeds the
       run's stability_cv_pct (5 % by default), after ``extra_repetitions`` beyond the planned ones (issue 14);
     - min, max: the extremes over every request of every repetition;
@@ -135,7 +136,8 @@ def concurrency_table(per_run: pd.DataFrame, results: Results, s: Settings) -> p
         row["errors"] = int(g["errors"].sum())
         for col in (*ERROR_CAUSES, "length_mismatches"):
             row[col] = int(g[col].sum())
-        row["served"] = len(pooled)
+        row["timed"] = len(pooled)
+        row["served"] = len(pooled) - row["non_2xx"]  # a non-2xx reply has a -g row too, and is a failed request
         medians = g["median_ms"].dropna().to_numpy(float)
         cv = float(medians.std(ddof=1) / medians.mean() * 100) if len(medians) >= 2 and medians.mean() > 0 else np.nan
         row["median_cv_pct"] = cv

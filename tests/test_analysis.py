@@ -139,8 +139,12 @@ def test_concurrency_table(complete_out: Path) -> None:
         assert row["repetitions"] == "3" and row["complete"] == "True"
         assert int(row["requests"]) == sum(len(v) for v in x)
         assert_ci(row, "mean_ms", t_ci([v.mean() for v in x]))
-        # p95/p99 pool the cell's served requests; 3 x 20 requests are fewer than a p95 (133) or a p99 (662) needs
-        assert int(row["served"]) == sum(len(v) for v in x) < 133
+        # p95/p99 pool the cell's timed rows; 3 x 20 requests are fewer than a p95 (133) or a p99 (662) needs
+        assert int(row["timed"]) == sum(len(v) for v in x) < 133
+        # served: complete 2xx answers, the timed rows less the non-2xx replies among them (each failure once)
+        cell = runs[(platform, c)]
+        assert int(row["served"]) == sum(len(v) for v in x) - sum(int(cell[r]["non_2xx"]) for r in order)
+        assert int(row["served"]) == sum(int(cell[r]["completed"]) - int(cell[r]["errors"]) for r in order)
         for p in ("p95_ms", "p99_ms"):
             assert (row[p], row[f"{p}_ci_low"], row[f"{p}_ci_high"]) == ("", "", "")
         per_rep_medians = np.array([np.median(v) for v in x])
@@ -733,6 +737,38 @@ def test_a_cell_of_fast_rejections_gets_no_mean_ratio() -> None:
             assert "non-2xx" in row["ratio_note"] and "function" in row["ratio_note"]
     other = find_row(before, "function", 1)
     assert np.isfinite(other["mean_ratio"])
+
+
+def test_the_headline_gives_no_ratio_to_a_cell_of_fast_rejections() -> None:
+    """The headline's per-concurrency rows follow the same rule as the cross-platform table: a cell where more than
+    NON_2XX_TIMED_LIMIT_PCT % of a side's attempts were non-2xx has no ratio, and says why (run 20261205T090426Z
+    showed Fission's 429s at c=5 as 0.16x the container)."""
+    from analysis import headline, tables
+    from analysis.summarize import per_run
+
+    results = load_results(COMPLETE)
+    runs = per_run(results)
+
+    def row_at(frame, c):
+        hit = frame[(frame["platform"] == "function") & (frame["source"] == "repetitions")
+                    & (frame["concurrency"] == c)]
+        assert len(hit) == 1
+        return hit.iloc[0]
+
+    before = headline.headline_table(results, runs)
+    edited = runs.copy()
+    mask = (edited["platform"] == "function") & (edited["concurrency"] == 20)
+    attempts = int(edited.loc[mask, "completed"].sum())
+    limit = tables.NON_2XX_TIMED_LIMIT_PCT
+    for non_2xx, shown in ((int(attempts * limit / 100), True), (int(attempts * limit / 100) + 1, False)):
+        edited.loc[mask, "non_2xx"] = 0
+        edited.loc[edited.index[mask][0], "non_2xx"] = non_2xx
+        row = row_at(headline.headline_table(results, edited), 20)
+        if shown:
+            assert row["ratio"] == row_at(before, 20)["ratio"] and not row["ratio_note"]
+        else:
+            assert np.isnan(row["ratio"]) and "non-2xx" in row["ratio_note"] and "function" in row["ratio_note"]
+    assert np.isfinite(row_at(before, 1)["ratio"])
 
 
 def find_row(frame, platform: str, concurrency: int):
