@@ -172,21 +172,24 @@ def nowarmup(per_run: pd.DataFrame, results: Results) -> pd.DataFrame:
     c1 = per_run[(per_run["platform"] == results.headline) & (per_run["concurrency"] == 1)]
     if len(c1):
         mean, median, n = _served_stats(results, set(c1.index))
-        rows.append({"variant": "WARMUP_CALLS=3 (default: warm-up in the parent, like TF 1.x's inherited graph)",
+        rows.append({"platform": results.headline,
+                     "variant": "WARMUP_CALLS=3 (default: warm-up in the parent, like TF 1.x's inherited graph)",
                      "runs": len(c1), "served": n, "errors": int(c1["errors"].sum()), "mean_ms": mean,
                      "median_ms": median, "prediction_mean_ms": float(c1["prediction_mean_ms"].mean()),
                      "outcome": "ok", "error": ""})
     runs = results.runs[results.runs["experiment"] == "nowarmup"]
     for r in runs.itertuples(index=False):
         mean, median, n = _served_stats(results, {r.run_key})
-        rows.append({"variant": "WARMUP_CALLS=0 (a naive TF 2 function)", "runs": 1, "served": n,
+        rows.append({"platform": str(r.platform), "variant": "WARMUP_CALLS=0 (a naive TF 2 function)", "runs": 1,
+                     "served": n,
                      "errors": int(r.errors) if pd.notna(r.errors) else 0, "mean_ms": mean, "median_ms": median,
                      "prediction_mean_ms": float(r.prediction_mean_ms) if pd.notna(r.prediction_mean_ms)
                      else math.nan, "outcome": str(r.outcome), "error": str(r.error) if pd.notna(r.error) else ""})
     failed = results.failed_runs
     if len(failed):
         for r in failed[failed["experiment"] == "nowarmup"].itertuples(index=False):
-            rows.append({"variant": "WARMUP_CALLS=0 (a naive TF 2 function)", "runs": 1, "served": 0,
+            rows.append({"platform": str(getattr(r, "platform", "")),
+                         "variant": "WARMUP_CALLS=0 (a naive TF 2 function)", "runs": 1, "served": 0,
                          "errors": np.nan, "mean_ms": math.nan, "median_ms": math.nan,
                          "prediction_mean_ms": math.nan, "outcome": str(getattr(r, "outcome", "aborted")),
                          "error": str(getattr(r, "error", "") or "")})
@@ -303,8 +306,8 @@ def _overload_blocks(t: dict[str, pd.DataFrame]) -> list:
         b.append(Para("This run has no WARMUP_CALLS=0 run (nowarmup_requests is 0, or the function has no "
                       "container)."))
     else:
-        h = ["variant", "runs", "served", "failed", "mean ms", "p50 ms", "prediction mean ms", "outcome"]
-        rows = [[r.variant, str(r.runs), str(r.served), _f(r.errors), _f(r.mean_ms, 1), _f(r.median_ms),
+        h = ["platform", "variant", "runs", "served", "failed", "mean ms", "p50 ms", "prediction mean ms", "outcome"]
+        rows = [[r.platform, r.variant, str(r.runs), str(r.served), _f(r.errors), _f(r.mean_ms, 1), _f(r.median_ms),
                  _f(r.prediction_mean_ms, 1), r.outcome + (f": {r.error}" if r.error else "")]
                 for r in nw.itertuples(index=False)]
         b.append(Table(h, rows, "nowarmup.csv", note=(

@@ -771,6 +771,40 @@ def test_the_headline_gives_no_ratio_to_a_cell_of_fast_rejections() -> None:
     assert np.isfinite(row_at(before, 1)["ratio"])
 
 
+def test_each_warmup_free_run_names_its_platform(copy: Path) -> None:
+    """With several platforms, the WARMUP_CALLS=0 table has one row per platform's nowarmup run, and each row says
+    whose it is (run 20261205T090426Z printed seven identical variant names)."""
+    from analysis import ingress
+    from analysis.summarize import per_run
+
+    def rows_of(name: str) -> tuple[list[str], list[dict]]:
+        with open(copy / name, newline="") as f:
+            reader = csv.DictReader(f)
+            return list(reader.fieldnames), list(reader)
+
+    fields, runs = rows_of("runs.csv")
+    rfields, requests = rows_of("requests.csv")
+    added = {}
+    for platform in ("container", "function"):
+        source = next(r for r in runs if r["experiment"] == "concurrency" and r["platform"] == platform
+                      and r["concurrency"] == "1")
+        key = f"nowarmup-{platform}-c1-r1"
+        runs.append({**source, "run_key": key, "experiment": "nowarmup"})
+        copied = [{**r, "run_key": key, "experiment": "nowarmup"} for r in requests
+                  if r["run_key"] == source["run_key"] and r["served"] == "1"]
+        requests.extend(copied)
+        added[platform] = len(copied)
+    for name, head, body in (("runs.csv", fields, runs), ("requests.csv", rfields, requests)):
+        with open(copy / name, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=head)
+            writer.writeheader()
+            writer.writerows(body)
+    results = load_results(copy)
+    table = ingress.nowarmup(per_run(results), results)
+    variants = table[table["variant"].str.startswith("WARMUP_CALLS=0")]
+    assert dict(zip(variants["platform"], variants["served"])) == added
+
+
 def find_row(frame, platform: str, concurrency: int):
     hit = frame[(frame["platform"] == platform) & (frame["concurrency"] == concurrency)]
     assert len(hit) == 1
