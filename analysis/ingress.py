@@ -23,14 +23,14 @@ def hop(results: Results) -> tuple[str | None, str | None]:
     wrapped = next((p for p in results.platforms if results.via(p)), None)
     return (results.via(wrapped), wrapped) if wrapped else (None, None)
 
-LAYER_HEADERS = {
+LAYER_HEADERS = {  # "reported by": the layer that reported the failure, its cause not proven (issue 24)
     "runtime_408": "runtime 408 (join)",
     "runtime_error": "runtime other status",
-    "runtime_backlog": "runtime backlog (reset/refused)",
-    "platform_own": "platform's own component (reported by)",
-    "proxy": "docker-proxy (closed, no reply)",
-    "ingress": "ingress nginx (own reply)",
-    "client_timeout": "client time-out",
+    "runtime_backlog": "runtime backlog overflow (never reached the handler)",
+    "platform_own": "reported by the platform's own component",
+    "proxy": "reported by docker-proxy (no reply)",
+    "ingress": "reported by nginx (own reply)",
+    "client_timeout": "reported by ab (time-out)",
     "unattributed": "unattributed",
 }
 
@@ -118,7 +118,7 @@ def error_layers(results: Results) -> pd.DataFrame:
     el = results.error_layers
     if not len(el):
         return pd.DataFrame(columns=["experiment", "platform", "concurrency", "runs", "errors", *ERROR_LAYERS,
-                                     "check", "evidence"])
+                                     "check", "backlog_disagrees", "evidence"])
     el = el[el["experiment"] != "warmup"]
     if "platform_own" not in el.columns:  # runs made before the platform kinds named their own replies
         el = el.assign(platform_own=0)
@@ -129,6 +129,8 @@ def error_layers(results: Results) -> pd.DataFrame:
         for layer in ERROR_LAYERS:
             row[layer] = int(g[layer].sum())
         row["check"] = sum(row[layer] for layer in ERROR_LAYERS) - row["errors"]
+        # runs whose no-reply failures the runtime's access log does not match: their cause stays "reported by"
+        row["backlog_disagrees"] = int((g["backlog_check"] == "disagrees").sum()) if "backlog_check" in g else 0
         ev = [str(e) for e in g["evidence"].dropna() if str(e)]
         row["evidence"] = ev[0] if len(ev) == 1 else (f"{ev[0]} (and {len(ev) - 1} more run(s))" if ev else "")
         rows.append(row)
@@ -254,7 +256,7 @@ def section(results: Results, t: dict[str, pd.DataFrame], figs: dict[str, Path |
                 "client - server time beyond the direct path's), network/HTTP, runtime (server - prediction) and "
                 "model (prediction time); means over repetitions.")))
     el = t["errors_by_layer"]
-    b.append(Heading("Failed requests by the layer that produced them", 3))
+    b.append(Heading("Failed requests by the layer that reported them, and their cause where proven", 3))
     if not len(el) or not int(el["errors"].sum()):
         b.append(Para("No request failed in this run's measured runs (errors_by_layer.csv)."))
     else:
@@ -263,14 +265,20 @@ def section(results: Results, t: dict[str, pd.DataFrame], figs: dict[str, Path |
         rows = [[r["experiment"], r["platform"], str(r["concurrency"]), f"{r['errors']} ({r['runs']} run(s))",
                  *(str(r[c]) for c in show)] for _, r in el[el["errors"] > 0].iterrows()]
         bad = el[el["check"] != 0]
+        disagree = int(el["backlog_disagrees"].sum())
         b.append(Table(h, rows, "errors_by_layer.csv", note=(
             "Each failed request is counted under exactly one layer, from the run's own evidence: the runtime's "
             "access log (408 and other statuses) and function_failures_total, nginx's access log (status with or "
             "without an upstream status) and error log (upstream reset/refused/timed out/closed prematurely, body "
-            "too large), the lines a platform kind reads in its own log (which component made each failed reply: "
-            "counted under the component that reported it, the cause may lie further in), and ab's classes (empty "
-            "replies behind docker-proxy, resets, time-outs). The layer columns "
-            "add up to the failed requests" + (f" except in {len(bad)} cell(s)." if len(bad) else " in every cell."))))
+            "too large), the lines a platform kind reads in its own log (which component made each failed reply), "
+            "and ab's classes (empty replies, resets, time-outs). \"Reported by\" names the layer that reported a "
+            "failure whose cause the evidence does not prove. A backlog overflow is named only where the no-reply "
+            "failures docker-proxy or nginx reported equal the requests missing from the runtime's access log "
+            "(attempts minus its lines, less its non-2xx replies without a line; up to the time-outs more allowed), "
+            "the same rule on both paths"
+            + (f"; in {disagree} run(s) they disagree, so those stay \"reported by\"" if disagree else "")
+            + ". The layer columns add up to the failed requests by construction (unattributed takes the rest)"
+            + (f", except in {len(bad)} cell(s)." if len(bad) else "."))))
         ev = el[(el["errors"] > 0) & (el["evidence"].astype(str) != "")]
         if len(ev):
             b.append(Bullets([f"{r['experiment']} {r['platform']} c={r['concurrency']}: {r['evidence']}"
@@ -333,5 +341,5 @@ def layer_sentence(results: Results, experiment: str = "concurrency") -> str:
         layers = [f"{int(g[c].sum())} {LAYER_HEADERS[c]}" for c in ERROR_LAYERS if int(g[c].sum())]
         if layers:
             parts.append(f"{platform}: " + ", ".join(layers))
-    return "By the layer that produced them (errors_by_layer.csv, from the runtime's and nginx's logs): " + "; ".join(
+    return "By the layer that reported them (errors_by_layer.csv, from the runtime's and nginx's logs): " + "; ".join(
         parts) + "."

@@ -202,26 +202,35 @@ mem_bytes        float?  *  working set
 mem_limit_bytes  float?  *  limit; empty when unlimited or unknown
 """))
 
-# issue 11: every failed request of an ab run under the layer that produced it (analysis/bench/layers.py), and the
-# oversized-body check of each function path. The layer columns add up to `errors`.
+# issue 11: every failed request of an ab run under the layer that reported it, its cause named only where the
+# evidence proves it (issue 24; analysis/bench/layers.py), and the oversized-body check of each function path. The
+# layer columns add up to `errors`.
 ERROR_LAYERS = ("runtime_408", "runtime_error", "runtime_backlog", "platform_own", "proxy", "ingress",
                 "client_timeout", "unattributed")
 LAYERS = Table(
-    "errors_by_layer.csv", False, "one row per ab run: its failed requests by the layer that made them",
+    "errors_by_layer.csv", False, "one row per ab run: its failed requests by the layer that reported them",
     _RUN_IDENT + _columns("""
 errors           int     *  failed requests of the run (runs.csv errors)
 runtime_408      int     *  408 pages from the runtime's join (its access log)
 runtime_error    int     *  other non-2xx pages the runtime sent (500, 413, 4xx; its access log), or the user code's
                             own non-2xx answers where the platform's log names them
-runtime_backlog  int     *  connections the runtime reset or refused (its listen backlog), seen by ab or named by
-                            nginx's error log
-platform_own     int     -  replies a platform's own component made (the OpenFaaS gateway or watchdog, the Fission
-                            router, ...: the evidence names it), from the lines its kind reads (Kind.error_origins);
+runtime_backlog  int     *  runtime backlog overflow, the request never reached the handler: the front layer's
+                            no-reply failures where backlog_check agrees; with nothing in front of the runtime, the
+                            connections its own socket reset or refused
+platform_own     int     -  reported by a platform's own component (the OpenFaaS gateway or watchdog, the Fission
+                            router, ...: a reply it made, from the lines its kind reads, Kind.error_origins);
                             absent in runs made before it, read as 0
-proxy            int     *  connections docker-proxy closed with no reply (ab's empty replies on a direct path)
-ingress          int     *  replies nginx produced itself (413, 502, 504) or connections it closed
-client_timeout   int     *  ab gave up waiting (-s)
+proxy            int     *  reported by docker-proxy: ab's empty replies, resets and refusals on a direct path whose
+                            backlog_check does not agree
+ingress          int     *  reported by nginx: replies it produced itself (413, 502, 504; a 502 on an upstream reset
+                            that backlog_check does not confirm) or connections it closed
+client_timeout   int     *  reported by ab: it gave up waiting (-s)
 unattributed     int     *  failed requests no log line accounts for
+not_in_runtime_log int?  -  requests that reached the front layer (ab's attempts, or nginx's POST lines) minus the
+                            runtime's POST access lines; empty where the runtime wrote none; absent before issue 24
+backlog_check    str?    -  `agrees` (the front layer's no-reply failures + the runtime server's non-2xx replies with
+                            no access line <= not_in_runtime_log <= that + time-outs), `disagrees`, `no access log`,
+                            or empty (nothing to check); absent before issue 24
 evidence         str?    -  the log and metric facts behind the counts
 """))
 BODYLIMIT = Table("bodylimit.csv", False, "one oversized POST per function path: who answered", _columns("""
