@@ -499,7 +499,7 @@ def _concurrency_section(results: Results, t: dict[str, pd.DataFrame], figs: dic
               "runs' medians with the order-statistic interval (Le Boudec), whose achieved coverage is in "
               "parentheses; min and max over all served requests. p95 and p99 pool the cell's served requests "
               "over its repetitions, with the order-statistic interval over those requests (requests of one run "
-              "share a queue, so it is optimistic), and are shown only with the samples they need (133 for a p95, "
+              "share a queue, so it is optimistic), and are shown only with the samples they need (130 for a p95, "
               "662 for a p99; MLPerf LoadGen's rule). medians' CV: the coefficient of variation of the repetitions' "
               f"medians; above {_f(_cv_threshold(results), 0)} % a cell is UNSTABLE (it got extra repetitions, up "
               "to a cap, and still disagrees): compare its mean, not its median. Latency covers served requests; "
@@ -537,27 +537,34 @@ def _open_loop_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[
             ("platform", lambda r: r["platform"]),
             ("closed-loop capacity req/s", lambda r: capacity.rps(r["closed_loop_capacity_rps"])),
             ("knee", capacity.knee_text),
-            (f"capacity at p99 <= {slo:g} ms, errors <= 1 %", capacity.capacity_text),
+            (f"capacity: <= 1 % slower than {slo:g} ms, failed or dropped", capacity.capacity_text),
             (f"interval (rates tried, {level} per rate)", capacity.interval_text),
+            ("capacity search bracket", capacity.search_text),
             ("% of closed-loop capacity", lambda r: _f(r["capacity_pct_of_closed_loop"], 0)),
-            ("served at that rate", lambda r: str(r["capacity_served"])),
+            ("served at that rate (runs)", lambda r: f"{r['capacity_served']} ({r['capacity_runs']})"),
             ("its p99 ms", lambda r: capacity.pct_cell(r["capacity_p99_ms"], r["capacity_served"], 99)),
-            ("runs left out (generator behind)", lambda r: f"{r['invalid_runs']} of {r['rates_tried']}"),
+            ("runs left out (generator behind)", lambda r: f"{r['invalid_runs']} of {r['runs_tried']}"),
         ])
-        sh, sr = tables.split_columns(h, r, [h[0], h[1], h[3], h[4], h[5]])
-        b.append(Table(sh, sr, "open_loop_capacity.csv", f"The highest request rate each platform served with p99 <= "
-                       f"{slo:g} ms and at most 1 % failed, beside what ab's closed loop reached.",
+        sh, sr = tables.split_columns(h, r, [h[0], h[1], h[3], h[4], h[5], h[6]])
+        b.append(Table(sh, sr, "open_loop_capacity.csv", f"The highest request rate at which each platform kept "
+                       f"the requests slower than {slo:g} ms, failed or dropped to at most 1 % together, beside "
+                       "what ab's closed loop reached.",
                        name="Open-loop capacity", method=(
                            "open loop: requests sent at scheduled times (seeded Poisson arrivals) whether or not "
-                           "earlier ones returned, latency from the scheduled send time. Capacity at the objective "
-                           "= the highest offered rate at which at most 1 % of the served requests took longer than "
-                           f"{slo:g} ms (that is p99 <= the objective) and at most 1 % of the scheduled requests "
-                           "failed or were dropped, every lower rate meeting it too. Interval: from the highest of "
-                           f"those rates that met it surely (the {level} Clopper-Pearson upper ends of both shares "
-                           "<= 1 %) to the first rate above the capacity that broke it surely (a lower end > 1 %); "
-                           "'<' / '>' when the rates tried do not reach that far. With few requests per rate the "
-                           "interval is wide rather than hidden. Knee = first rate whose median is over twice the "
-                           "median at the lowest rate.")))
+                           "earlier ones returned, latency from the scheduled send time. A request misses the "
+                           f"objective when it was served later than {slo:g} ms, failed or was dropped; one share "
+                           "counts all three (with no failures, share <= 1 % is p99 <= the objective). The runs of "
+                           "one offered rate (rate_repetitions, repeated search probes) are pooled. Capacity at "
+                           "the objective = the highest offered rate whose share of scheduled requests that missed "
+                           "it is <= 1 %, every lower rate meeting it too. Interval: from the highest of those rates "
+                           f"that met it surely (the {level} Clopper-Pearson upper end of the share <= 1 %, which "
+                           f"takes at least {capacity.requests_to_prove(s.level)} scheduled requests) to the first "
+                           "rate above the capacity "
+                           "that broke it surely (a lower end > 1 %); '<' / '>' when the rates tried do not reach "
+                           "that far. With few requests per rate the interval is wide rather than hidden. Search "
+                           "bracket (python -m analysis.bench rate-search): bisection on the offered rate, the "
+                           "highest rate its probes met (run twice) and the lowest above it that missed. Knee = "
+                           "first rate whose median is over twice the median at the lowest rate.")))
         b.append(_full(Table(h, r, "open_loop_capacity.csv", name="Open-loop capacity")))
     h, r = _rows(rates, [
         ("platform", lambda r: r["platform"]),
@@ -566,19 +573,22 @@ def _open_loop_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[
         ("achieved req/s", lambda r: capacity.rps(r["achieved_rps"])),
         ("p50 ms", lambda r: capacity.pct_cell(r["p50_ms"], r["served"], 50)),
         ("p99 ms", lambda r: capacity.pct_cell(r["p99_ms"], r["served"], 99)),
-        (f"slower than {slo:g} ms [{level} CI]", lambda r: f"{r['slow']} = {100 * r['slow_share']:.1f} % "
-         f"[{100 * r['slow_share_ci_low']:.1f}, {100 * r['slow_share_ci_high']:.1f}]"),
-        ("errors + drops", lambda r: f"{r['failed']} = {_f(100 * r['failed_share'], 1)} %"),
+        (f"missed: slower than {slo:g} ms + errors + drops [{level} CI]", lambda r: f"{r['slow']} + "
+         f"{r['failed']} = {_f(100 * r['missed_share'], 1)} % [{_f(100 * r['missed_share_ci_low'], 1)}, "
+         f"{_f(100 * r['missed_share_ci_high'], 1)}]"),
         ("objective", lambda r: "n/a" if not r["usable"] else ("met surely" if r["meets_surely"] else "met")
          if r["meets"] else ("broken surely" if r["breaks_surely"] else "broken")),
         ("lag p99 ms", lambda r: _f(r["lag_p99_ms"], 2)),
         ("valid", lambda r: "yes" if r["usable"] else f"**no**: {r.get('invalid_reason') or r.get('outcome')}"),
     ])
     b.append(Details(f"Every open-loop run: {len(r)} rows (also tables/open_loop_runs.csv)", [Table(
-        h, r, "open_loop_runs.csv", "One run per platform and offered rate; a run whose generator fell behind is "
-        "listed, never used.", name="The open-loop runs", method=(
-            "one run per platform and offered rate (rate_duration_s each). Percentiles from the scheduled send time "
-            "over served requests, shown only with the samples they need (14 for a p50, 662 for a p99). achieved = "
+        h, r, "open_loop_runs.csv", "One row per open-loop run (rate_repetitions per platform and offered rate, "
+        "and the probes of a capacity search); a run whose generator fell behind is listed, never used.",
+        name="The open-loop runs", method=(
+            f"rate_duration_s per run (a search probe runs long enough for {capacity.requests_to_prove(s.level)} "
+            "scheduled requests). Percentiles from "
+            "the scheduled send time over served requests, shown only with the samples they need "
+            f"({samples_needed(50)} for a p50, {samples_needed(99)} for a p99). achieved = "
             "served per second until the last reply. A run whose p99 send lag exceeded rate_max_lag_ms had a "
             "generator that fell behind: it is listed, never used."))]))
     if len(vs):

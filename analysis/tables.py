@@ -100,7 +100,7 @@ def concurrency_table(per_run: pd.DataFrame, results: Results, s: Settings) -> p
     - p95, p99: of the cell's timed replies pooled over its repetitions (``timed``: ab's -g rows, which are the
       served requests plus any non-2xx replies, since those rows carry no status), with the order-statistic
       interval over them (achieved coverage in ``p95_ms_ci_level``); empty below the samples a percentile needs
-      (schema.samples_needed: 133 for a p95, 662 for a p99), which the report shows as "too few samples";
+      (schema.samples_needed: 130 for a p95, 662 for a p99), which the report shows as "too few samples";
     - served: the complete 2xx answers (timed replies less non-2xx ones), so served + errors is every attempt;
     - median_cv_pct: the coefficient of variation of the repetitions' medians; ``unstable`` when it exceeds the
       run's stability_cv_pct (5 % by default), after ``extra_repetitions`` beyond the planned ones (issue 14);

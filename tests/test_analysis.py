@@ -802,7 +802,7 @@ def test_each_warmup_free_run_names_its_platform(copy: Path) -> None:
     results = load_results(copy)
     table = ingress.nowarmup(per_run(results), results)
     variants = table[table["variant"].str.startswith("WARMUP_CALLS=0")]
-    assert dict(zip(variants["platform"], variants["served"])) == added
+    assert dict(zip(variants["platform"], variants["served"], strict=True)) == added
 
 
 def find_row(frame, platform: str, concurrency: int):

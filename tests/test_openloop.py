@@ -252,8 +252,11 @@ def test_rate_knobs_and_plan():
                                                          "container": {"url": "http://127.0.0.1:2/predict"}})}
     plan = make_plan(config_from_dict(base), "/r")
     rate = [i for i in plan if i.step == "rate"]
-    assert [i.run_key for i in rate[:6]] == [f"rate-function-{p}pct" for p in (25, 50, 75, 90, 100, 110)]
+    # rate-major (issue 24): each rate on both platforms, the first platform alternating from rate to rate
+    assert [i.run_key for i in rate[:6]] == ["rate-function-25pct", "rate-container-25pct", "rate-container-50pct",
+                                             "rate-function-50pct", "rate-function-75pct", "rate-container-75pct"]
     assert len(rate) == 12 and rate[0].argv == ["rate-step", "/r", "--platform", "function", "--capacity-pct", "25"]
+    assert [i.platform for i in rate][::2] == ["function", "container"] * 3  # who goes first at each rate
     keys = [i.run_key for i in plan]
     assert keys.index("rate-function-25pct") > max(i for i, k in enumerate(keys) if k.startswith("concurrency-"))
     only = make_plan(config_from_dict({**base, "config": {"rate_platforms": "container", "rate_rps": [5, 12.5]}}), "/r")
@@ -310,8 +313,8 @@ def test_rate_experiment_in_a_bench_run_and_the_report(tmp_path):
         run_dir = Path(json.loads(proc.stdout.splitlines()[-1])["run_dir"])
         plan = json.loads(bench("plan", run_dir).stdout)
         rate_items = [i for i in plan if i["step"] == "rate"]
-        assert [i["run_key"] for i in rate_items] == ["rate-function-25pct", "rate-function-50pct",
-                                                      "rate-container-25pct", "rate-container-50pct"]
+        assert [i["run_key"] for i in rate_items] == ["rate-function-25pct", "rate-container-25pct",
+                                                      "rate-container-50pct", "rate-function-50pct"]
         early = bench(*rate_items[0]["argv"])  # before the sweep: no capacity yet, recorded and skipped
         assert early.returncode == 0 and "SKIPPED" in early.stdout, early.stderr
         shutil.rmtree(run_dir / "raw" / "rate-function-25pct")
@@ -367,8 +370,8 @@ def synthetic_rates(p99s: list[float], slow: list[int], served: int = 1000, vali
         "served": served, "errors": 0, "achieved_rps": 0.0, "p50_ms": [50.0 * 1.5**i for i in range(len(p99s))],
         "p99_ms": p99s, "lag_p99_ms": 1.0, "valid": valid or [1] * len(p99s), "outcome": "ok"})
     requests = []
-    for key, k in zip(runs["run_key"], slow, strict=True):
-        lat = [2000.0] * k + [100.0] * (served - k)
+    for key, k, p50 in zip(runs["run_key"], slow, runs["p50_ms"], strict=True):
+        lat = [2000.0] * k + [p50] * (served - k)  # the fast requests at the run's median
         requests.append(pd.DataFrame({"run_key": key, "platform": "function", "scheduled_s": 0.0,
                                       "latency_ms": lat, "outcome": "served", "served": 1}))
     return runs, pd.concat(requests, ignore_index=True)
@@ -381,13 +384,15 @@ def test_capacity_at_the_objective_and_its_interval():
     rates = capacity.rate_table(runs, requests, 1000.0, 0.95)
     assert rates["meets"].tolist() == [1, 1, 0, 0]  # 0.6 % slow meets p99 <= SLO, 1.5 % does not
     assert rates["meets_surely"].tolist() == [1, 0, 0, 0] and rates["breaks_surely"].tolist() == [0, 0, 0, 1]
-    cap = capacity.capacity_table(rates, cells, 1000.0, ["function"]).iloc[0]
+    levels = capacity.rate_levels(rates, requests, 0.95)
+    cap = capacity.capacity_table(levels, rates, cells, 1000.0, ["function"]).iloc[0]
     assert cap["capacity_rps"] == 20.0 and cap["capacity_ci_low_rps"] == 10.0 and cap["capacity_ci_high_rps"] == 40.0
     assert cap["capacity_pct_of_closed_loop"] == 50.0 and capacity.interval_text(cap) == "[10.0, 40.0]"
     assert (cap["knee_low_rps"], cap["knee_high_rps"]) == (20.0, 30.0)  # p50 75 <= 2 x 50 < 112.5 ms
     # a run whose generator fell behind is left out, even where it would have met the objective
     runs, requests = synthetic_rates([200, 300, 800, 3000], slow=[0, 6, 15, 400], valid=[1, 0, 1, 1])
-    cap = capacity.capacity_table(capacity.rate_table(runs, requests, 1000.0, 0.95), cells, 1000.0,
+    rates = capacity.rate_table(runs, requests, 1000.0, 0.95)
+    cap = capacity.capacity_table(capacity.rate_levels(rates, requests, 0.95), rates, cells, 1000.0,
                                   ["function"]).iloc[0]
     assert cap["capacity_rps"] == 10.0 and cap["invalid_runs"] == 1
     assert capacity.pct_cell(float("nan"), 300, 99) == "too few samples (300 < 662)"

@@ -75,6 +75,14 @@ DEFAULTS: dict[str, Any] = {
     # the default run); None: every configured platform; a list: those; [] skips the experiment
     "rate_platforms": "direct",
     "rate_duration_s": 10.0,  # seconds of arrivals per rate (6 rates x 2 platforms: ~2.5 min with the drains)
+    # issue 24: runs per offered rate (each rate on every platform, then the next rate; repetition 1 keeps the old
+    # run key, later ones end in -r<N>); capacity.py pools a rate's repetitions
+    "rate_repetitions": 1,
+    # issue 24: capacity at the objective by bisection (`python -m analysis.bench rate-search`): the starting bracket
+    # in % of the closed-loop capacity, the bracket width to stop at (% of its lower end), and the probe budget
+    "rate_search_bracket_pct": [25, 125],
+    "rate_search_tolerance_pct": 5.0,
+    "rate_search_max_probes": 8,
     "rate_arrivals": "poisson",  # poisson (seeded) or constant
     "rate_seed": 1,  # the Poisson schedule's seed: the same at every rate and platform (common random numbers)
     "rate_max_outstanding": 512,  # cap on requests in flight; one due above it is dropped, never delayed
@@ -380,9 +388,19 @@ def _rate_knobs(knobs: dict[str, Any], names: list[str]) -> None:
         raise ConfigError(f"'rate_realtime' must be true or false, got {knobs['rate_realtime']!r}")
     if knobs["rate_arrivals"] not in ("poisson", "constant"):
         raise ConfigError(f"'rate_arrivals' must be poisson or constant, got {knobs['rate_arrivals']!r}")
-    for name, low in (("rate_seed", 0), ("rate_max_outstanding", 1)):
+    for name, low in (("rate_seed", 0), ("rate_max_outstanding", 1), ("rate_repetitions", 1),
+                      ("rate_search_max_probes", 3)):
         if isinstance(knobs[name], bool) or not isinstance(knobs[name], int) or knobs[name] < low:
             raise ConfigError(f"'{name}' must be an integer >= {low}, got {knobs[name]!r}")
+    bracket = knobs["rate_search_bracket_pct"]
+    if (not isinstance(bracket, list) or len(bracket) != 2
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in bracket)
+            or not 0 < bracket[0] < bracket[1]):
+        raise ConfigError(f"'rate_search_bracket_pct' must be [low, high] in % of the closed-loop capacity with "
+                          f"0 < low < high, got {bracket!r}")
+    tolerance = knobs["rate_search_tolerance_pct"]
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or not 0 < tolerance < 100:
+        raise ConfigError(f"'rate_search_tolerance_pct' must be a number in (0, 100), got {tolerance!r}")
 
 
 
@@ -644,9 +662,29 @@ def coldstart_run_key(platform: str, repetition: int, restart: str = "docker") -
     return f"coldstart-{platform}-{COLDSTART_KINDS[restart]}-r{repetition}"
 
 
-def rate_run_key(platform: str, capacity_pct: float | None, rps: float | None) -> str:
-    """`rate-<platform>-<P>pct` (P % of the closed-loop capacity) or `rate-<platform>-<R>rps` (issue 13)."""
-    return f"rate-{platform}-{capacity_pct:g}pct" if rps is None else f"rate-{platform}-{rps:g}rps"
+def rate_run_key(platform: str, capacity_pct: float | None, rps: float | None, repetition: int = 1) -> str:
+    """`rate-<platform>-<P>pct` (P % of the closed-loop capacity) or `rate-<platform>-<R>rps` (issue 13); a
+    repetition after the first adds `-r<N>` (issue 24), so run keys written before repetitions existed still read
+    as repetition 1 (rate_repetition)."""
+    if repetition < 1:
+        raise ValueError(f"a rate run's repetition is >= 1, got {repetition}")
+    key = f"rate-{platform}-{capacity_pct:g}pct" if rps is None else f"rate-{platform}-{rps:g}rps"
+    return key if repetition == 1 else f"{key}-r{repetition}"
+
+
+RATE_REPETITION = re.compile(r"-r([0-9]+)$")
+
+
+def rate_repetition(run_key: str) -> int:
+    """The repetition a rate run key carries: N for a key ending in -r<N>, else 1 (every key before issue 24)."""
+    match = RATE_REPETITION.search(run_key)
+    return int(match.group(1)) if match else 1
+
+
+def rate_search_key(platform: str) -> str:
+    """`rate-search-<platform>`: the capacity search's own folder (its bracket and probe list); each probe is an
+    ordinary rate run with its own key."""
+    return f"rate-search-{platform}"
 
 
 def warmup_concurrency(knobs: dict[str, Any]) -> int:
@@ -704,15 +742,24 @@ def make_plan(config: BenchConfig, run_dir: Path | str) -> list[PlanItem]:
         rounds = paired_rounds(config)
         steps.append((PAIRED, PAIRED, "", None, None, sum(len(r) for r in rounds),
                       [PAIRED, run_dir, "--rounds", str(knobs["paired_requests"])]))
-    # open-loop (issue 13): offered rates per platform, taken from the capacity the sweep above measured
-    for platform in rate_platforms(config):
-        for pct, rps in [(p, None) for p in ([] if knobs["rate_rps"] else knobs["rate_capacity_pct"])] + [
-                (None, r) for r in knobs["rate_rps"]]:
-            argv = ["rate-step", run_dir, "--platform", platform,
-                    *(["--capacity-pct", f"{pct:g}"] if rps is None else ["--rps", f"{rps:g}"])]
-            steps.append((rate_run_key(platform, pct, rps), "rate", platform, None, None,
-                          0 if rps is None else round(rps * knobs["rate_duration_s"]), argv,
-                          {"capacity_pct": pct, "rps": rps}))
+    # open-loop (issue 13): offered rates per platform, taken from the capacity the sweep above measured. Rate-major
+    # (issue 24): each rate on every platform before the next rate, the platforms' order rotated by one from rate to
+    # rate and from repetition to repetition, so drift over the experiment falls on every platform alike
+    rated = rate_platforms(config)
+    levels = [(p, None) for p in ([] if knobs["rate_rps"] else knobs["rate_capacity_pct"])] + [
+        (None, r) for r in knobs["rate_rps"]]
+    turn = 0
+    for rep in range(1, knobs["rate_repetitions"] + 1):
+        for pct, rps in levels:
+            shift = turn % len(rated) if rated else 0
+            turn += 1
+            for platform in rated[shift:] + rated[:shift]:
+                argv = ["rate-step", run_dir, "--platform", platform,
+                        *(["--capacity-pct", f"{pct:g}"] if rps is None else ["--rps", f"{rps:g}"]),
+                        *(["--repetition", str(rep)] if rep > 1 else [])]
+                steps.append((rate_run_key(platform, pct, rps, rep), "rate", platform, None, rep,
+                              0 if rps is None else round(rps * knobs["rate_duration_s"]), argv,
+                              {"capacity_pct": pct, "rps": rps}))
     # issue 11: the overload region (one short run per platform and concurrency), then the WARMUP_CALLS=0 variant
     for conc in knobs["overload_concurrency"]:
         for platform in names:

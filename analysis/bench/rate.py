@@ -22,7 +22,7 @@ import numpy as np
 
 from analysis.bench import ab, openloop, schema, system
 from analysis.bench.arguments import print_step, run_dir_parser
-from analysis.bench.config import PlatformConfig, rate_run_key
+from analysis.bench.config import PlatformConfig, rate_run_key, rate_search_key
 from analysis.bench.logs import prediction_records
 from analysis.bench.manifest import DONE, RunFolder, read_json, write_json
 from analysis.bench.metrics import server_mean_ms
@@ -104,33 +104,52 @@ def _observe(folder: RunFolder, platform: PlatformConfig, out: Path, target: ope
 
 # ---------------------------------------------------------------------------------------------- step
 def rate_step(folder: RunFolder, platform_name: str, capacity_pct: float | None = None,
-              rps: float | None = None) -> StepResult:
+              rps: float | None = None, repetition: int = 1) -> StepResult:
     """One open-loop run of `rate_duration_s` at capacity_pct % of the platform's closed-loop capacity, or at
-    `rps` req/s, POSTing the run's payload; a step that could not find a capacity records that and returns."""
+    `rps` req/s, POSTing the run's payload; a step that could not find a capacity records that and returns.
+    `repetition` > 1 is a further run of the same rate (its run key ends in -r<N>)."""
     if (capacity_pct is None) == (rps is None):
         raise StepError("give exactly one of --capacity-pct and --rps")
     if (capacity_pct is not None and not capacity_pct > 0) or (rps is not None and not rps > 0):
         raise StepError(f"the offered rate must be > 0, got {capacity_pct if rps is None else rps}")
-    platform = _platform(folder, platform_name)
-    knobs = folder.config.knobs
-    run_key = rate_run_key(platform_name, capacity_pct, rps)
+    if repetition < 1:
+        raise StepError(f"--repetition must be at least 1, got {repetition}")
+    _platform(folder, platform_name)
+    run_key = rate_run_key(platform_name, capacity_pct, rps, repetition)
     position = _position(folder, run_key)
-    out = _prepare(folder, run_key)
-    if out is None:
+    if folder.is_done(run_key):
         return StepResult(run_key, True, f"{position} {run_key}: already done")
     capacity = closed_loop_capacity(folder, platform_name) if capacity_pct is not None else None
-    base = {"run_key": run_key, "step": "rate", "experiment": EXPERIMENT, "platform": platform_name,
-            "capacity_pct": capacity_pct, "capacity": capacity}
     if capacity_pct is not None and (capacity is None or not capacity["capacity_rps"] > 0):
         why = ("no concurrency run of this platform finished, so there is no capacity to take a fraction of"
                if capacity is None else "the closed-loop sweep served nothing (capacity 0 req/s)")
+        out = _prepare(folder, run_key)
+        assert out is not None
         now = time.time()
-        _finish(folder, out, {**base, "offered_rps": None, "started_utc": _epoch_utc(now),
-                              "finished_utc": _epoch_utc(now), "started_epoch": now, "finished_epoch": now,
-                              "outcome": "no_capacity", "error": why})
+        _finish(folder, out, {"run_key": run_key, "step": "rate", "experiment": EXPERIMENT, "platform": platform_name,
+                              "capacity_pct": capacity_pct, "capacity": capacity, "repetition": repetition,
+                              "offered_rps": None, "started_utc": _epoch_utc(now), "finished_utc": _epoch_utc(now),
+                              "started_epoch": now, "finished_epoch": now, "outcome": "no_capacity", "error": why})
         return StepResult(run_key, False, f"{position} {run_key}: SKIPPED: {why}")
     offered = rps if rps is not None else capacity_pct / 100.0 * capacity["capacity_rps"]
-    duration = float(knobs["rate_duration_s"])
+    stats = open_loop_run(folder, platform_name, run_key, offered, float(folder.config.knobs["rate_duration_s"]),
+                          capacity_pct=capacity_pct, capacity=capacity, repetition=repetition)
+    what = (f"{capacity_pct:g} % of {capacity['capacity_rps']:.1f} req/s (closed loop, c={capacity['concurrency']})"
+            if capacity is not None else f"{rps:g} req/s")
+    return StepResult(run_key, False, f"{position} {run_key}: {what}: {stats['line']}")
+
+
+def open_loop_run(folder: RunFolder, platform_name: str, run_key: str, offered: float, duration: float,
+                  capacity_pct: float | None = None, capacity: dict[str, Any] | None = None, repetition: int = 1,
+                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One open-loop run written as raw/<run_key>/ with done.json last: the rate step's, and each probe of the
+    capacity search. Returns the run's statistics (openloop.run_stats) plus the progress line (`line`); `extra`
+    goes into done.json and openloop.json (the search's probe number)."""
+    platform = _platform(folder, platform_name)
+    knobs = folder.config.knobs
+    out = _prepare(folder, run_key)
+    if out is None:
+        raise StepError(f"{run_key} is already done")
     target = openloop.Target(url=platform.url, method="POST", body=folder.payload_path.read_bytes(),
                              content_type="image/jpeg", timeout_s=float(knobs["request_timeout_s"]),
                              keepalive=knobs["keepalive"])
@@ -145,19 +164,204 @@ def rate_step(folder: RunFolder, platform_name: str, capacity_pct: float | None 
     stats = openloop.run_stats(rows, duration, float(knobs["rate_max_lag_ms"]))
     params = {"arrivals": knobs["rate_arrivals"], "seed": knobs["rate_seed"], "offered_rps": round(offered, 4),
               "duration_s": duration, "max_lag_ms": float(knobs["rate_max_lag_ms"]), "capacity_pct": capacity_pct,
-              "capacity": capacity}
+              "capacity": capacity, "repetition": repetition, **(extra or {})}
     write_json(out / openloop.RAW_JSON, openloop.run_record(result, rows, **params))
     _finish(folder, out, {
-        **base, "offered_rps": round(offered, 4), "started_utc": _epoch_utc(result.started_epoch),
+        "run_key": run_key, "step": "rate", "experiment": EXPERIMENT, "platform": platform_name,
+        "capacity_pct": capacity_pct, "capacity": capacity, "repetition": repetition, **(extra or {}),
+        "offered_rps": round(offered, 4), "started_utc": _epoch_utc(result.started_epoch),
         "finished_utc": _epoch_utc(finished), "started_epoch": result.started_epoch, "finished_epoch": finished,
         "outcome": "ok", "error": None, **observed, "summary": stats,
     })
-    what = (f"{capacity_pct:g} % of {capacity['capacity_rps']:.1f} req/s (closed loop, c={capacity['concurrency']})"
-            if capacity is not None else f"{rps:g} req/s")
     busy = observed["system"].get("busy") if isinstance(observed.get("system"), dict) else None
-    return StepResult(run_key, False, f"{position} {run_key}: {what}: "
-                      f"{openloop.summary_line(stats, offered, knobs['rate_arrivals'])}"
-                      + (" — BUSY: something else competed for the CPUs" if busy else ""))
+    line = (openloop.summary_line(stats, offered, knobs["rate_arrivals"])
+            + (" — BUSY: something else competed for the CPUs" if busy else ""))
+    return {**stats, "line": line, "missed": missed_objective(rows, float(knobs["slo_p99_ms"])),
+            "started_utc": _epoch_utc(result.started_epoch)}
+
+
+def missed_objective(rows: list[dict[str, Any]], slo_ms: float) -> int:
+    """Scheduled requests that missed the latency objective: served slower than `slo_ms`, failed, or dropped
+    (schema.OBJECTIVE_SHARE: one share for all three)."""
+    return sum(1 for r in rows if r["outcome"] != "served" or r["latency_ms"] > slo_ms)
+
+
+# ------------------------------------------------------------------------------------ capacity search
+SEARCH_JSON = "search.json"
+SEARCH_CSV = "search.csv"
+SEARCH_LEVEL = 0.95  # the confidence of each probe's Clopper-Pearson interval, as the report's default level
+DRAIN_GUESS_S = 3.0  # what a probe takes after its last arrival, for the time budget (measured, not assumed, after)
+
+
+def _free_repetition(folder: RunFolder, platform: str, rps: float) -> int:
+    rep = 1
+    while folder.run_dir(rate_run_key(platform, None, rps, rep)).exists():
+        rep += 1
+    return rep
+
+
+def rate_search(folder: RunFolder, platform_name: str, low_rps: float | None = None, high_rps: float | None = None,
+                budget_s: float | None = None, level: float = SEARCH_LEVEL) -> StepResult:
+    """Capacity at the objective by bisection on the offered rate (issue 24).
+
+    Starts from the bracket [low, high] (rate_search_bracket_pct of the closed-loop capacity unless given in
+    req/s); each probe is an ordinary rate run (raw/rate-<platform>-<R>rps[-r<N>]/), at least rate_duration_s long
+    and long enough to hold schema.requests_to_prove(level) scheduled requests, so that "met surely" is reachable.
+    A probe meets the objective when the share of its scheduled requests that were slow, failed or dropped is
+    <= 1 %. The bracket's ends are probed first (a failing low end or a passing high end stops the search with a
+    one-sided bracket); then the midpoint replaces the end it agrees with until the bracket is within
+    rate_search_tolerance_pct of its low end, rate_search_max_probes probes are spent (one kept back), or
+    `budget_s` would be overrun. The final low end is then run again: if the two runs together miss the objective
+    it becomes the high end. A probe whose generator fell behind stops the search (its bracket is what was proven).
+    Writes raw/rate-search-<platform>/search.json and search.csv (the probes) and done.json last."""
+    _platform(folder, platform_name)
+    run_key = rate_search_key(platform_name)
+    position = _position(folder, run_key)
+    if folder.is_done(run_key):
+        return StepResult(run_key, True, f"{position} {run_key}: already done")
+    capacity = None
+    if low_rps is None or high_rps is None:
+        capacity = closed_loop_capacity(folder, platform_name)
+        if capacity is None or not capacity["capacity_rps"] > 0:
+            raise StepError(f"no closed-loop capacity of {platform_name} in {folder.path} to take "
+                            f"rate_search_bracket_pct of: run its concurrency steps first, or give --low-rps and "
+                            f"--high-rps")
+        pct = folder.config.knobs["rate_search_bracket_pct"]
+        low_rps = low_rps if low_rps is not None else pct[0] / 100 * capacity["capacity_rps"]
+        high_rps = high_rps if high_rps is not None else pct[1] / 100 * capacity["capacity_rps"]
+    if not 0 < low_rps < high_rps:
+        raise StepError(f"the search needs 0 < low < high req/s, got [{low_rps}, {high_rps}]")
+    out = _prepare(folder, run_key)
+    assert out is not None
+    search = _Search(folder, platform_name, run_key, level, budget_s)
+    low, high, reason = search.bisect(round(low_rps, 2), round(high_rps, 2))
+    low, high = search.repeat_boundary(low, high, reason)
+    finished = time.time()
+    width = 100 * (high - low) / low if low is not None and high is not None else None
+    result = {"platform": platform_name, "low_rps": low, "high_rps": high, "width_pct": width,
+              "converged": width is not None and width <= search.tolerance, "boundary_repeated": search.repeated,
+              "boundary_confirmed": search.confirmed, "stop_reason": reason, "level": level,
+              "objective_share": schema.OBJECTIVE_SHARE, "slo_p99_ms": float(folder.config.knobs["slo_p99_ms"]),
+              "requests_per_probe": search.need, "start_low_rps": round(low_rps, 2),
+              "start_high_rps": round(high_rps, 2), "tolerance_pct": search.tolerance,
+              "max_probes": search.max_probes, "budget_s": budget_s, "capacity": capacity, "probes": search.probes,
+              "started_utc": _epoch_utc(search.started), "finished_utc": _epoch_utc(finished)}
+    write_json(out / SEARCH_JSON, result)
+    _write_csv(out / SEARCH_CSV, search.probes, list(search.probes[0]) if search.probes else ["probe"])
+    failed = not search.probes or "invalid" in reason
+    _finish(folder, out, {"run_key": run_key, "step": "rate-search", "platform": platform_name,
+                          "started_utc": _epoch_utc(search.started), "finished_utc": _epoch_utc(finished),
+                          "outcome": "failed" if failed else "ok", "error": reason if failed else None,
+                          **{k: result[k] for k in ("low_rps", "high_rps", "width_pct", "converged",
+                                                    "boundary_confirmed", "stop_reason")}})
+    boundary = "confirmed" if search.confirmed else "not confirmed" if search.repeated else "not repeated"
+    return StepResult(run_key, False, f"{position} {run_key}: capacity at the objective in "
+                      f"{bracket_text(low, high)} req/s after {len(search.probes)} probes in "
+                      f"{finished - search.started:.0f} s ({reason}; boundary {boundary})")
+
+
+class _Search:
+    """The probes of one capacity search and the rules that judge them (rate_search)."""
+
+    def __init__(self, folder: RunFolder, platform: str, run_key: str, level: float, budget_s: float | None) -> None:
+        knobs = folder.config.knobs
+        self.folder, self.platform, self.run_key, self.level, self.budget_s = folder, platform, run_key, level, budget_s
+        self.need = schema.requests_to_prove(level)
+        self.tolerance = float(knobs["rate_search_tolerance_pct"])
+        self.max_probes = int(knobs["rate_search_max_probes"])
+        self.min_duration = float(knobs["rate_duration_s"])
+        self.arrivals, self.seed = knobs["rate_arrivals"], knobs["rate_seed"]
+        self.started = time.time()
+        self.probes: list[dict[str, Any]] = []
+        self.repeated = self.confirmed = False
+
+    def duration(self, rate: float) -> float:
+        """At least rate_duration_s, and long enough that the schedule itself (seeded: the same one the probe will
+        send) holds `need` requests: need / rate alone falls short whenever the Poisson draw is below its mean."""
+        duration = max(self.min_duration, self.need / rate)
+        while len(openloop.schedule(self.arrivals, rate, duration, seed=self.seed)) < self.need:
+            duration += 1.0 / rate
+        return duration
+
+    def fits(self, rate: float) -> bool:
+        return (self.budget_s is None
+                or time.time() - self.started + self.duration(rate) + DRAIN_GUESS_S <= self.budget_s)
+
+    def meets(self, rate: float) -> bool:
+        """The valid runs at `rate` together: at most OBJECTIVE_SHARE of their scheduled requests missed it."""
+        mine = [q for q in self.probes if q["offered_rps"] == rate and q["valid"]]
+        scheduled = sum(q["scheduled"] for q in mine)
+        return scheduled > 0 and sum(q["missed"] for q in mine) / scheduled <= schema.OBJECTIVE_SHARE
+
+    def probe(self, rate: float, why: str) -> dict[str, Any]:
+        duration = self.duration(rate)
+        rep = _free_repetition(self.folder, self.platform, rate)
+        key = rate_run_key(self.platform, None, rate, rep)
+        number = len(self.probes) + 1
+        stats = open_loop_run(self.folder, self.platform, key, rate, duration, repetition=rep,
+                              extra={"search": {"run_key": self.run_key, "probe": number, "why": why}})
+        share, ci_low, ci_high = schema.share_ci(stats["missed"], stats["scheduled"], self.level)
+        row = {"probe": number, "run_key": key, "why": why, "offered_rps": rate, "duration_s": round(duration, 3),
+               "scheduled": stats["scheduled"], "served": stats["served"], "errors": stats["errors"],
+               "dropped": stats["dropped"], "missed": stats["missed"], "missed_share": round(share, 6),
+               "ci_low": round(ci_low, 6), "ci_high": round(ci_high, 6), "valid": bool(stats["valid"]),
+               "meets": bool(stats["valid"]) and share <= schema.OBJECTIVE_SHARE, "p99_ms": stats.get("p99_ms"),
+               "started_utc": stats["started_utc"]}
+        self.probes.append(row)
+        verdict = "INVALID (generator behind)" if not row["valid"] else "meets" if row["meets"] else "misses"
+        print(f"  probe {number} ({why}) {rate:g} req/s for {duration:.1f} s: {stats['missed']} of "
+              f"{stats['scheduled']} missed the objective ({100 * share:.2f} % [{100 * ci_low:.2f}, "
+              f"{100 * ci_high:.2f}]): {verdict}", flush=True)
+        return row
+
+    def bisect(self, low: float, high: float) -> tuple[float | None, float | None, str]:
+        """Probe both ends, then midpoints; returns (low, high, why it stopped), None for an unbounded side."""
+        for end, rate in (("low end", low), ("high end", high)):
+            if not self.fits(rate):
+                return low, high, "time budget spent"
+            row = self.probe(rate, end)
+            if not row["valid"]:
+                return low, high, f"probe {row['probe']} invalid: the generator fell behind"
+            if end == "low end" and not row["meets"]:
+                return None, low, "the low end misses the objective: capacity below the bracket"
+            if end == "high end" and row["meets"]:
+                return high, None, "the high end meets the objective: capacity above the bracket"
+        while 100 * (high - low) / low > self.tolerance:
+            mid = round((low + high) / 2, 2)
+            if len(self.probes) >= self.max_probes - 1:
+                return low, high, f"probe budget spent ({self.max_probes}, one kept for the repeat)"
+            if not self.fits(mid) or mid in (low, high):
+                return low, high, "time budget spent" if mid not in (low, high) else "rates 0.01 req/s apart"
+            row = self.probe(mid, "bisection")
+            if not row["valid"]:
+                return low, high, f"probe {row['probe']} invalid: the generator fell behind"
+            low, high = (mid, high) if row["meets"] else (low, mid)
+        return low, high, f"bracket within {self.tolerance:g} %"
+
+    def repeat_boundary(self, low: float | None, high: float | None, reason: str
+                        ) -> tuple[float | None, float | None]:
+        """Run the low end once more; if its runs together miss the objective, the next lower rate that met it
+        becomes the low end and this one the high end."""
+        if low is None or high is None or "invalid" in reason or len(self.probes) >= self.max_probes \
+                or not self.fits(low):
+            return low, high
+        row = self.probe(low, "boundary repeat")
+        self.repeated = True
+        self.confirmed = row["valid"] and self.meets(low)
+        if self.confirmed:
+            return low, high
+        met = sorted(q["offered_rps"] for q in self.probes
+                     if q["valid"] and q["offered_rps"] < low and self.meets(q["offered_rps"]))
+        return (met[-1] if met else None), low
+
+
+def bracket_text(low: float | None, high: float | None) -> str:
+    """'[a, b]', with '< b' or '> a' for a one-sided bracket."""
+    if low is None:
+        return f"< {high:g}" if high is not None else "n/a"
+    if high is None:
+        return f"> {low:g}"
+    return f"[{low:g}, {high:g}]"
 
 
 # --------------------------------------------------------------------------------------- tidy tables
@@ -225,18 +429,41 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> No
 def write_rate_tables(folder: RunFolder, run_dirs: list[Path]) -> list[str]:
     """finalize's part: rate_runs.csv and rate_requests.csv from the finished rate steps among `run_dirs` (header
     only when there are none); returns the problems found."""
-    rate_dirs = [d for d in run_dirs if read_json(d / DONE).get("step") == "rate"]
+    steps = {d: read_json(d / DONE).get("step") for d in run_dirs}
+    rate_dirs = [d for d in run_dirs if steps[d] == "rate"]
     metrics = {name: p.server_time_metric for name, p in folder.config.platforms.items()}
     runs, requests, problems = rate_tables(rate_dirs, metrics)
     _write_csv(folder.path / schema.RATE_RUNS.file, runs, schema.RATE_RUNS.names)
     _write_csv(folder.path / schema.RATE_REQUESTS.file, requests, schema.RATE_REQUESTS.names)
+    searches = []
+    for d in (d for d in run_dirs if steps[d] == "rate-search"):  # issue 24
+        try:
+            searches.append(search_row(d.name, read_json(d / SEARCH_JSON)))
+        except (OSError, ValueError, KeyError) as exc:
+            problems.append(f"{d.name}: cannot read {SEARCH_JSON} ({exc})")
+    if searches or (folder.path / schema.RATE_SEARCH.file).exists():
+        _write_csv(folder.path / schema.RATE_SEARCH.file, searches, schema.RATE_SEARCH.names)
     return problems
+
+
+def search_row(run_key: str, record: dict[str, Any]) -> dict[str, Any]:
+    """rate_search.csv's row of one search from its search.json."""
+    row = {"run_key": run_key, **record, "probes": len(record["probes"]),
+           "started_utc": record.get("started_utc")}
+    for flag in ("converged", "boundary_repeated", "boundary_confirmed"):
+        row[flag] = int(bool(record.get(flag)))
+    return {name: row.get(name) for name in schema.RATE_SEARCH.names}
 
 
 # ----------------------------------------------------------------------------------------------- CLI
 def cmd_rate_step(args: argparse.Namespace) -> int:
     folder = RunFolder(args.run_dir)
-    return print_step(rate_step(folder, args.platform, args.capacity_pct, args.rps))
+    return print_step(rate_step(folder, args.platform, args.capacity_pct, args.rps, args.repetition))
+
+
+def cmd_rate_search(args: argparse.Namespace) -> int:
+    folder = RunFolder(args.run_dir)
+    return print_step(rate_search(folder, args.platform, args.low_rps, args.high_rps, args.budget_s, args.level))
 
 
 def cmd_rate(args: argparse.Namespace) -> int:
@@ -307,6 +534,27 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--capacity-pct", type=float, help="offered rate in %% of the closed-loop capacity")
     group.add_argument("--rps", type=float, help="offered rate in requests per second")
+    p.add_argument("--repetition", type=int, default=1,
+                   help="which run of this rate (default 1; rate_repetitions > 1 plans 2, 3, ...: run key -r<N>)")
+
+    p = run_dir_parser(sub, "rate-search", cmd_rate_search,
+                       help="capacity at the latency objective by bisection on the offered rate (issue 24)",
+                       description="Bisect the offered rate of one platform between --low-rps and --high-rps (default: "
+                                   "rate_search_bracket_pct of the closed-loop capacity measured in the run folder) "
+                                   "until the bracket is within rate_search_tolerance_pct, rate_search_max_probes "
+                                   "probes or --budget-s are spent; then run the boundary rate again. A probe meets "
+                                   "the objective when at most 1 %% of its scheduled requests were slower than "
+                                   "slo_p99_ms, "
+                                   "failed or were dropped; each holds enough requests for the Clopper-Pearson bound "
+                                   "to prove it (368 at 95 %%). Each probe is an ordinary rate run "
+                                   "(raw/rate-<platform>-<R>rps/); raw/rate-search-<platform>/ holds search.json and "
+                                   "search.csv; finalize adds rate_search.csv.")
+    p.add_argument("--platform", required=True, help="a platform of the run's configuration")
+    p.add_argument("--low-rps", type=float, help="the bracket's low end in req/s (default: from the capacity)")
+    p.add_argument("--high-rps", type=float, help="the bracket's high end in req/s (default: from the capacity)")
+    p.add_argument("--budget-s", type=float, help="wall-clock budget: no probe starts that would end after it")
+    p.add_argument("--level", type=float, default=SEARCH_LEVEL,
+                   help=f"confidence of each probe's interval (default {SEARCH_LEVEL})")
 
     p = sub.add_parser("rate", help="one open-loop run against any URL (constant, Poisson or trace arrivals)",
                        description="Send requests at scheduled times whether or not earlier ones have returned "

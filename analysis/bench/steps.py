@@ -26,7 +26,7 @@ def run_item(folder: RunFolder, item: PlanItem) -> StepResult:
     if item.step == EXTRA_REPETITIONS:  # issue 14
         return run_extra(folder)
     if item.step == "rate":  # issue 13
-        return rate_step(folder, item.platform, item.capacity_pct, item.rps)
+        return rate_step(folder, item.platform, item.capacity_pct, item.rps, item.repetition or 1)
     if item.step == "probe":
         return probe(folder, item.platform, item.requests)
     if item.step == PAIRED:  # issue 24

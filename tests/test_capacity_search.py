@@ -1,0 +1,275 @@
+"""Issue 24, open loop: repetitions per rate, rates interleaved across platforms, one share for the objective,
+capacity by search, and the percentile sample rule. Expected values come from the binomial (scipy) or by hand,
+never from the functions under test."""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as st
+
+from analysis import capacity
+from analysis.bench import openloop, rate, schema
+from analysis.bench.config import ConfigError, config_from_dict, make_plan, rate_repetition, rate_run_key
+from analysis.bench.manifest import RunFolder, create
+from tests.platform_kinds import with_kinds
+
+REPO = Path(__file__).resolve().parents[1]
+SERVER = REPO / "tests" / "openloop_server.py"
+BASE = {"profile": "local", "platforms": with_kinds({"function": {"url": "http://127.0.0.1:1/"},
+                                                     "container": {"url": "http://127.0.0.1:2/predict"}})}
+
+
+# ------------------------------------------------------------------------------------ percentile samples
+def binomial_floor(tail: float, above: int = 1, risk: float = 0.01) -> int:
+    """Smallest n with P(Binomial(n, tail) <= above) <= risk, by walking n up (scipy's binomial, not the code)."""
+    n = above + 1
+    while st.binom.cdf(above, n, tail) > risk:
+        n += 1
+    return n
+
+
+@pytest.mark.parametrize("pct", [50, 90, 95, 99, 99.9, 10])
+def test_samples_needed_is_the_binomial_floor_at_99_percent(pct):
+    tail = min(pct, 100 - pct) / 100
+    assert schema.samples_needed(pct) == binomial_floor(tail)
+    # one fewer sample would not prove the percentile: the floor is tight
+    assert st.binom.cdf(1, schema.samples_needed(pct) - 1, tail) > 0.01
+
+
+def test_samples_needed_gives_mlperf_loadgens_published_numbers():
+    # MLPerf LoadGen's early-stopping floors: 64 queries for a p90, 662 for a p99 (the old rule gave 67 and 662)
+    assert schema.samples_needed(90) == 64 and schema.samples_needed(99) == 662
+    # and with no sample above the value allowed, LoadGen's h_min(t=0, p99) = 459 is the same binomial at t = 0
+    assert binomial_floor(0.01, above=0) == 459
+
+
+def test_a_sure_verdict_needs_the_clopper_pearson_count():
+    # 0 misses of n: the exact two-sided upper end at 95 % is 1 - 0.025 ** (1 / n); the first n where it is <= 1 %
+    n = next(n for n in range(1, 10_000) if 1 - 0.025 ** (1 / n) <= 0.01)
+    assert schema.requests_to_prove(0.95) == n == 368
+    assert schema.share_ci(0, n, 0.95)[2] <= 0.01 < schema.share_ci(0, n - 1, 0.95)[2]
+    for k, m in ((3, 400), (12, 1000), (0, 50)):  # against scipy's own exact interval
+        ci = st.binomtest(k, m).proportion_ci(0.95, method="exact")
+        assert schema.share_ci(k, m, 0.95)[1:] == pytest.approx((ci.low, ci.high), abs=1e-9)
+
+
+# ----------------------------------------------------------------------------------------- the plan
+def rate_keys(config: dict) -> list[str]:
+    return [i.run_key for i in make_plan(config_from_dict({**BASE, "config": config}), "/r") if i.step == "rate"]
+
+
+def test_rate_repetitions_run_every_rate_on_every_platform_rate_major():
+    keys = rate_keys({"rate_capacity_pct": [25, 50], "rate_repetitions": 2})
+    assert keys == ["rate-function-25pct", "rate-container-25pct", "rate-container-50pct", "rate-function-50pct",
+                    "rate-function-25pct-r2", "rate-container-25pct-r2", "rate-container-50pct-r2",
+                    "rate-function-50pct-r2"]
+    item = next(i for i in make_plan(config_from_dict({**BASE, "config": {"rate_repetitions": 2}}), "/r")
+                if i.run_key == "rate-container-90pct-r2")
+    assert item.argv[-2:] == ["--repetition", "2"] and item.repetition == 2
+    # the default keeps the step count and the keys of runs made before repetitions existed
+    default = rate_keys({})
+    assert len(default) == 12 and not any(k.endswith(("-r1", "-r2")) for k in default)
+    assert [rate_repetition(k) for k in ("rate-function-25pct", "rate-function-25pct-r3", "rate-c-12.5rps-r2")] \
+        == [1, 3, 2]
+    assert rate_run_key("function", None, 12.5, 1) == "rate-function-12.5rps"
+    for bad in (0, -1, "two", True, 1.5):
+        with pytest.raises(ConfigError, match="'rate_repetitions' must be an integer >= 1"):
+            config_from_dict({**BASE, "config": {"rate_repetitions": bad}})
+    for bad in ([125, 25], [0, 50], [25], "25"):
+        with pytest.raises(ConfigError, match="'rate_search_bracket_pct' must be"):
+            config_from_dict({**BASE, "config": {"rate_search_bracket_pct": bad}})
+    with pytest.raises(ConfigError, match="'rate_search_tolerance_pct' must be"):
+        config_from_dict({**BASE, "config": {"rate_search_tolerance_pct": 0}})
+
+
+def test_three_platforms_each_go_first_in_turn():
+    platforms = with_kinds({"function": {"url": "http://127.0.0.1:1/"}, "container": {"url": "http://127.0.0.1:2/"}})
+    platforms["other"] = {"kind": "kubeless", "url": "http://127.0.0.1:3/"}
+    plan = make_plan(config_from_dict({"profile": "local", "platforms": platforms,
+                                       "config": {"rate_capacity_pct": [10, 20, 30, 40]}}), "/r")
+    order = [i.platform for i in plan if i.step == "rate"]
+    firsts = order[::3]
+    assert firsts == ["function", "container", "other", "function"]
+    assert all(sorted(order[i:i + 3]) == ["container", "function", "other"] for i in range(0, 12, 3))
+
+
+# ---------------------------------------------------------------------------------- one share, pooled
+def synthetic(runs_spec: list[tuple[str, float, int, int, int, int]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(run_key, offered, scheduled, slow served, errors, dropped) -> rate_runs and rate_requests frames."""
+    runs, requests = [], []
+    for key, offered, scheduled, slow, errors, dropped in runs_spec:
+        served = scheduled - errors - dropped
+        runs.append({"run_key": key, "platform": "function", "capacity_pct": math.nan, "capacity_rps": math.nan,
+                     "offered_rps": offered, "scheduled": scheduled, "dropped": dropped, "served": served,
+                     "errors": errors, "achieved_rps": offered, "p50_ms": 100.0, "p99_ms": math.nan,
+                     "lag_p99_ms": 1.0, "valid": 1, "outcome": "ok"})
+        lat = [5000.0] * slow + [100.0] * (served - slow)
+        requests.append(pd.DataFrame({"run_key": key, "platform": "function", "scheduled_s": 0.0,
+                                      "latency_ms": lat + [math.nan] * (errors + dropped),
+                                      "outcome": ["served"] * served + ["timeout"] * errors + ["dropped"] * dropped,
+                                      "served": [1] * served + [0] * (errors + dropped)}))
+    return pd.DataFrame(runs), pd.concat(requests, ignore_index=True)
+
+
+CELLS = pd.DataFrame({"platform": ["function"], "concurrency": [1], "served_rps": [40.0], "served": [700],
+                      "p50_ms": [90.0], "p99_ms": [200.0]})
+
+
+def test_failed_and_slow_requests_share_one_percent():
+    # 0.6 % slow and 0.6 % failed: each under its own 1 % (the old rule met it), 1.2 % together (it does not)
+    runs, req = synthetic([("rate-function-10rps", 10.0, 1000, 0, 0, 0),
+                           ("rate-function-20rps", 20.0, 1000, 6, 3, 3)])
+    rates = capacity.rate_table(runs, req, 1000.0, 0.95)
+    assert rates["missed"].tolist() == [0, 12] and rates["meets"].tolist() == [1, 0]
+    ci = st.binomtest(12, 1000).proportion_ci(0.95, method="exact")
+    assert rates["missed_share_ci_low"].iloc[1] == pytest.approx(ci.low) and rates["breaks_surely"].iloc[1] == 0
+    cap = capacity.capacity_table(capacity.rate_levels(rates, req, 0.95), rates, CELLS, 1000.0, ["function"])
+    assert cap["capacity_rps"].iloc[0] == 10.0
+
+
+def test_the_repetitions_of_a_rate_are_pooled():
+    # at 20 req/s: 8 of 1000 missed in the first run (0.8 %, meets), 14 of 1000 in the second: 22 of 2000 = 1.1 %
+    runs, req = synthetic([("rate-function-10rps", 10.0, 1000, 0, 0, 0),
+                           ("rate-function-20rps", 20.0, 1000, 8, 0, 0),
+                           ("rate-function-20rps-r2", 20.0, 1000, 10, 4, 0),
+                           ("rate-function-10rps-r2", 10.0, 1000, 1, 0, 0)])
+    rates = capacity.rate_table(runs, req, 1000.0, 0.95)
+    assert rates["repetition"].tolist() == [1, 1, 2, 2]
+    levels = capacity.rate_levels(rates, req, 0.95)
+    assert levels["offered_rps"].tolist() == [10.0, 20.0] and levels["runs"].tolist() == [2, 2]
+    assert levels["scheduled"].tolist() == [2000, 2000] and levels["missed"].tolist() == [1, 22]
+    assert levels["meets"].tolist() == [1, 0]
+    ci = st.binomtest(1, 2000).proportion_ci(0.95, method="exact")  # 1 of 2000: sure, where 0 of 1000 is not
+    assert levels["missed_share_ci_high"].iloc[0] == pytest.approx(ci.high) and levels["meets_surely"].iloc[0] == 1
+    cap = capacity.capacity_table(levels, rates, CELLS, 1000.0, ["function"]).iloc[0]
+    assert cap["capacity_rps"] == 10.0 and cap["capacity_runs"] == 2 and cap["capacity_ci_low_rps"] == 10.0
+    assert cap["rates_tried"] == 2 and cap["runs_tried"] == 4
+
+
+# ------------------------------------------------------------------------------------- the search logic
+def folder_for(tmp_path: Path, url: str, **knobs) -> RunFolder:
+    config = config_from_dict({"profile": "local", "config": {"quiet_check_s": 0.1, **knobs},
+                               "platforms": with_kinds({"container": {"url": url, "metrics_url": None}})})
+    return create(tmp_path / "results", "run", config)
+
+
+class FakeServer:
+    """Stands in for open_loop_run: a platform whose share of missed requests is `share(rate)` (deterministic)."""
+
+    def __init__(self, folder: RunFolder, share, flaky_at: float | None = None) -> None:
+        self.folder, self.share, self.flaky_at = folder, share, flaky_at
+        self.calls: list[tuple[str, float, float]] = []
+
+    def __call__(self, folder, platform, run_key, offered, duration, **kw):
+        (folder.run_dir(run_key)).mkdir(parents=True)
+        self.calls.append((run_key, offered, duration))
+        scheduled = round(offered * duration)
+        share = self.share(offered)
+        if self.flaky_at is not None and offered == self.flaky_at and sum(c[1] == offered for c in self.calls) > 1:
+            share = 0.05  # the boundary rate misses the objective when it is run again
+        missed = round(share * scheduled)
+        return {"scheduled": scheduled, "served": scheduled - missed, "errors": 0, "dropped": 0, "missed": missed,
+                "valid": 1, "p99_ms": None, "started_utc": "", "line": ""}
+
+
+def test_the_search_brackets_the_capacity_and_repeats_the_boundary(tmp_path, monkeypatch):
+    folder = folder_for(tmp_path, "http://127.0.0.1:9/", rate_search_max_probes=10, rate_duration_s=2.0)
+    fake = FakeServer(folder, lambda r: 0.0 if r <= 37.3 else 0.2)
+    monkeypatch.setattr(rate, "open_loop_run", fake)
+    result = rate.rate_search(folder, "container", low_rps=10.0, high_rps=50.0)
+    record = json.loads((folder.run_dir("rate-search-container") / rate.SEARCH_JSON).read_text())
+    low, high = record["low_rps"], record["high_rps"]
+    assert low <= 37.3 < high and (high - low) / low <= 0.05, (low, high)
+    rates = [c[1] for c in fake.calls]
+    assert rates[:3] == [10.0, 50.0, 30.0] and rates[-1] == low  # ends, midpoint, ..., the boundary again
+    assert record["boundary_repeated"] and record["boundary_confirmed"] and record["converged"]
+    assert len(rates) <= 10 and len(record["probes"]) == len(rates)
+    # every probe long enough that 0 misses prove the objective at 95 %: >= 368 scheduled requests
+    assert all(round(r * d) >= 368 and d >= 2.0 for _, r, d in fake.calls)
+    assert fake.calls[-1][0] == rate_run_key("container", None, low, 2)  # the repeat is the rate's repetition 2
+    assert "capacity at the objective in [" in result.line and folder.is_done("rate-search-container")
+    assert rate.rate_search(folder, "container", 10.0, 50.0).skipped
+
+
+def test_a_boundary_that_fails_when_repeated_becomes_the_high_end(tmp_path, monkeypatch):
+    folder = folder_for(tmp_path, "http://127.0.0.1:9/", rate_search_tolerance_pct=30.0)
+    # 10 meets, 50 misses, 30 meets, 40 misses ([30, 40] is 33 % wide, over 30 %), 35 meets: [35, 40] is narrow enough
+    fake = FakeServer(folder, lambda r: 0.0 if r <= 36 else 0.2, flaky_at=35.0)
+    monkeypatch.setattr(rate, "open_loop_run", fake)
+    rate.rate_search(folder, "container", low_rps=10.0, high_rps=50.0)
+    record = json.loads((folder.run_dir("rate-search-container") / rate.SEARCH_JSON).read_text())
+    assert [c[1] for c in fake.calls] == [10.0, 50.0, 30.0, 40.0, 35.0, 35.0]
+    # 35 req/s: 0 of 368 missed, then 18 of 368 in the repeat: 2.4 % together, so 30 (which met) is the low end
+    assert (record["low_rps"], record["high_rps"]) == (30.0, 35.0) and not record["boundary_confirmed"]
+
+
+def test_a_search_with_capacity_outside_the_bracket_says_so(tmp_path, monkeypatch):
+    folder = folder_for(tmp_path, "http://127.0.0.1:9/")
+    monkeypatch.setattr(rate, "open_loop_run", FakeServer(folder, lambda r: 0.5))
+    line = rate.rate_search(folder, "container", low_rps=10.0, high_rps=50.0).line
+    record = json.loads((folder.run_dir("rate-search-container") / rate.SEARCH_JSON).read_text())
+    assert record["low_rps"] is None and record["high_rps"] == 10.0 and "< 10" in line
+    assert len(record["probes"]) == 1 and "below the bracket" in record["stop_reason"]
+
+
+# ---------------------------------------------------------------------------- the search, for real
+def test_the_search_against_a_real_server_and_the_report(tmp_path):
+    """A serial server (20 ms a request: 50 req/s at most) found by bisection with the real generator; the probes
+    are ordinary rate runs, finalize writes rate_search.csv and the capacity table shows the bracket."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, str(SERVER), "--port", str(port), "--service-ms", "20"],
+                            stdout=subprocess.DEVNULL)
+    try:
+        openloop.wait_port(port)
+        folder = folder_for(tmp_path, f"http://127.0.0.1:{port}/predict", rate_duration_s=1.0, slo_p99_ms=300.0,
+                            rate_search_tolerance_pct=10.0, rate_search_max_probes=7, request_timeout_s=5,
+                            log_settle_s=0.0, rate_max_lag_ms=20.0)
+        result = rate.rate_search(folder, "container", low_rps=10.0, high_rps=70.0, level=0.5, budget_s=90)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    print(result.line)
+    record = json.loads((folder.run_dir("rate-search-container") / rate.SEARCH_JSON).read_text())
+    assert record["requests_per_probe"] == schema.requests_to_prove(0.5) == 138  # 1 - 0.25 ** (1 / n) <= 1 %
+    assert all(p["scheduled"] >= 138 for p in record["probes"])  # what was sent, not what the rate promised
+    subprocess.run([sys.executable, "-m", "analysis.bench", "finalize", str(folder.path)], cwd=REPO, check=True,
+                   capture_output=True, timeout=120)
+    runs = pd.read_csv(folder.path / "rate_runs.csv")
+    requests = pd.read_csv(folder.path / "rate_requests.csv")
+    assert sorted(runs["run_key"]) == sorted(p["run_key"] for p in record["probes"])
+    # recount each offered rate's misses from the raw requests: slower than 300 ms, or not served
+    missed = requests.assign(m=(requests["served"] == 0) | (requests["latency_ms"] > 300.0))
+    share = {r: missed[missed["run_key"].isin(runs.loc[runs["offered_rps"] == r, "run_key"])]["m"].mean()
+             for r in runs["offered_rps"].unique()}
+    low, high = record["low_rps"], record["high_rps"]
+    assert low is not None and high is not None, record["stop_reason"]
+    assert share[low] <= 0.01 < share[high]
+    assert 10.0 <= low < high <= 70.0
+    # physics: one worker at >= 20 ms a request finishes its k-th request no earlier than k x 20 ms after t = 0, so a
+    # request scheduled at s_k waited at least 20 k - 1000 s_k ms; the rate declared to meet the objective cannot be
+    # one where that bound alone puts more than 1 % of the requests over 300 ms
+    for key in runs.loc[runs["offered_rps"] == low, "run_key"]:
+        s_k = np.sort(requests.loc[requests["run_key"] == key, "scheduled_s"].to_numpy(float))
+        bound = 20.0 * np.arange(1, len(s_k) + 1) - 1000.0 * s_k
+        assert (bound > 300.0).mean() <= 0.01, key
+    search = pd.read_csv(folder.path / "rate_search.csv")
+    assert search["low_rps"].tolist() == [low] and search["probes"].tolist() == [len(record["probes"])]
+    results = type("R", (), {"folder": folder.path, "platforms": ["container"], "config": folder.config.knobs})
+    cap = capacity.capacity_table(
+        capacity.rate_levels(capacity.rate_table(runs, requests, 300.0, 0.95), requests, 0.95),
+        capacity.rate_table(runs, requests, 300.0, 0.95), CELLS.assign(platform="container"), 300.0,
+        ["container"], capacity.load_searches(results)).iloc[0]
+    assert (cap["search_low_rps"], cap["search_high_rps"]) == (low, high)
+    assert capacity.search_text(cap).startswith(f"[{low:.1f}, {high:.1f}] req/s")
+    assert np.isfinite(cap["capacity_rps"])
