@@ -1,5 +1,8 @@
 """The bit of HTTP/1.x the router hop needs, on asyncio streams: read a request or a response whole, write one.
 
+The message format (Message, the body reader, the encoders) is function/common/http1.py's, shared with the other
+kinds; what is the router's own is its reader, `Buffered`, and the head limit and reason phrases it answers with.
+
 A whole-message (buffered) proxy is enough here: requests are one image and answers a 256-byte JSON, and what
 the hop is measured for is its per-request cost and its connection rules, not streaming.
 """
@@ -7,24 +10,32 @@ the hop is measured for is its per-request cost and its connection rules, not st
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+
+from function.common.http1 import (
+    HOP_BY_HOP,
+    Message,
+    ProtocolError,
+    encode_request,
+    encode_response,
+    head_message,
+    read_body,
+    request_message,
+)
+
+__all__ = ["HOP_BY_HOP", "MAX_HEAD_BYTES", "REASONS", "Buffered", "Message", "ProtocolError", "encode_request",
+           "encode_response", "read_request", "read_response"]
 
 MAX_HEAD_BYTES = 64 * 1024
 READ_CHUNK = 64 * 1024
-HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "proxy-authenticate",
-                        "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade"})
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests",
            499: "status code 499", 500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
            504: "Gateway Timeout"}
 
 
-class ProtocolError(Exception):
-    """The peer sent something that is not HTTP/1.x."""
-
-
 class Buffered:
     """A StreamReader with our own buffer, so that a read can watch for the peer going away (EOF) while
-    keeping any bytes that arrive meanwhile (a pipelined next request)."""
+    keeping any bytes that arrive meanwhile (a pipelined next request). Its reads have StreamReader's names, so
+    the shared body reader takes it; the peer closing mid-message is a ProtocolError."""
 
     def __init__(self, reader: asyncio.StreamReader) -> None:
         self.reader = reader
@@ -54,7 +65,7 @@ class Buffered:
                     raise ProtocolError("connection closed inside a header section")
                 return None
 
-    async def read_exactly(self, n: int) -> bytes:
+    async def readexactly(self, n: int) -> bytes:
         while len(self.buf) < n:
             if not await self.fill():
                 raise ProtocolError(f"connection closed after {len(self.buf)} of {n} body bytes")
@@ -62,97 +73,30 @@ class Buffered:
         del self.buf[:n]
         return data
 
-    async def read_line(self) -> bytes:
-        while (end := self.buf.find(b"\r\n")) < 0:
+    async def readuntil(self, separator: bytes = b"\n") -> bytes:
+        while (end := self.buf.find(separator)) < 0:
             if not await self.fill():
                 raise ProtocolError("connection closed inside a chunked body")
+        end += len(separator)
         line = bytes(self.buf[:end])
-        del self.buf[:end + 2]
+        del self.buf[:end]
         return line
 
-    async def read_to_eof(self) -> bytes:
+    async def read(self, n: int = -1) -> bytes:
+        """Everything up to the peer's EOF (`n` is there for StreamReader's signature; the whole rest is read)."""
         while await self.fill():
             pass
         data = bytes(self.buf)
         self.buf.clear()
         return data
 
-    async def read_chunked(self) -> bytes:
-        body = bytearray()
-        while True:
-            size = int((await self.read_line()).split(b";", 1)[0].strip() or b"0", 16)
-            if size == 0:
-                while await self.read_line():  # trailers, up to the empty line
-                    pass
-                return bytes(body)
-            body += await self.read_exactly(size)
-            await self.read_exactly(2)
-
-
-@dataclass
-class Message:
-    """A request (method, target) or a response (status, reason), with its headers and whole body."""
-
-    start: tuple[str, str, str]
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    body: bytes = b""
-
-    def header(self, name: str) -> str | None:
-        name = name.lower()
-        for key, value in self.headers:
-            if key.lower() == name:
-                return value
-        return None
-
-    @property
-    def version(self) -> str:
-        return self.start[0] if self.start[0].startswith("HTTP/") else self.start[2]
-
-    def wants_close(self) -> bool:
-        """Whether the sender ends the connection after this message (HTTP/1.0 unless keep-alive, or close)."""
-        tokens = {t.strip().lower() for t in (self.header("Connection") or "").split(",")}
-        if self.version == "HTTP/1.0":
-            return "keep-alive" not in tokens
-        return "close" in tokens
-
-
-def _parse_head(head: bytes) -> tuple[tuple[str, str, str], list[tuple[str, str]]]:
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2:
-        raise ProtocolError(f"bad start line {lines[0][:80]!r}")
-    start = (parts[0], parts[1], parts[2] if len(parts) > 2 else "")
-    headers = []
-    for line in lines[1:]:
-        if not line:
-            continue
-        name, sep, value = line.partition(":")
-        if not sep:
-            raise ProtocolError(f"bad header line {line[:80]!r}")
-        headers.append((name.strip(), value.strip()))
-    return start, headers
-
-
-async def _read_body(stream: Buffered, msg: Message, is_response: bool, method: str = "") -> bytes:
-    if (msg.header("Transfer-Encoding") or "").lower().endswith("chunked"):
-        return await stream.read_chunked()
-    length = msg.header("Content-Length")
-    if length is not None:
-        return await stream.read_exactly(int(length))
-    if is_response and not (method == "HEAD" or msg.start[1] in ("204", "304")):
-        return await stream.read_to_eof()
-    return b""
-
 
 async def read_request(stream: Buffered) -> Message | None:
     head = await stream.read_head()
     if head is None:
         return None
-    start, headers = _parse_head(head)
-    if not start[2].startswith("HTTP/1."):
-        raise ProtocolError(f"not an HTTP/1.x request line: {start!r}")
-    msg = Message(start, headers)
-    msg.body = await _read_body(stream, msg, is_response=False)
+    msg = request_message(head)
+    msg.body = await read_body(stream, msg.headers)
     return msg
 
 
@@ -160,24 +104,6 @@ async def read_response(stream: Buffered, method: str) -> Message:
     head = await stream.read_head()
     if head is None:
         raise ConnectionResetError("the function closed the connection before answering")
-    start, headers = _parse_head(head)
-    msg = Message(start, headers)
-    msg.body = await _read_body(stream, msg, is_response=True, method=method)
+    msg = head_message(head)
+    msg.body = await read_body(stream, msg.headers, until_eof=not (method == "HEAD" or msg.start[1] in ("204", "304")))
     return msg
-
-
-def encode_request(method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> bytes:
-    lines = [f"{method} {target} HTTP/1.1"] + [f"{k}: {v}" for k, v in headers]
-    lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-def encode_response(version: str, status: int, reason: str, headers: list[tuple[str, str]], body: bytes,
-                    close: bool, head_only: bool = False) -> bytes:
-    lines = [f"{version} {status} {reason}"] + [f"{k}: {v}" for k, v in headers]
-    lines.append(f"Content-Length: {len(body)}")
-    if close and version == "HTTP/1.1":
-        lines.append("Connection: close")
-    elif not close and version == "HTTP/1.0":
-        lines.append("Connection: keep-alive")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (b"" if head_only else body)

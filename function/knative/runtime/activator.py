@@ -39,7 +39,9 @@ RUNTIME_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(RUNTIME_DIR))
 
 from breaker import Breaker, InfiniteBreaker, QueueFull  # noqa: E402 - the runtime folder is this program's path
-from h1 import LAYER_HEADER, Pool, Request, Response, Server, UpstreamError, event, http_error, with_timeout  # noqa: E402
+from h1 import LAYER_HEADER, Pool, Server, event, http_error, with_timeout  # noqa: E402
+
+from function.common.http1 import Request, Response, UpstreamError  # noqa: E402
 
 # throttler.go: the revision's breaker has breakerQueueDepth + revisionMaxConcurrency slots, so its 503 needs some
 # 2^31 waiting requests; ACTIVATOR_QUEUE_DEPTH and ACTIVATOR_MAX_CONCURRENCY shrink them for the tests only.

@@ -31,7 +31,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from breaker import Breaker, QueueFull
-from h1 import LAYER_HEADER, Pool, Request, Response, Server, UpstreamError, event, http_error, with_timeout
+from h1 import LAYER_HEADER, Pool, Server, event, http_error, with_timeout
+
+from function.common.http1 import Request, Response, UpstreamError
 
 PROBE_HEADER = "K-Network-Probe"
 PROBE_USER_AGENTS = ("kube-probe/", "Knative-Activator-Probe", "Knative-Autoscaler-Probe")

@@ -30,7 +30,10 @@ import sys
 import time
 import uuid
 
-from httpio import Request, Response, Server, UpstreamError, UpstreamPool, log, parse_duration, plain, split_host_port
+from httpio import log, parse_duration, plain, split_host_port
+
+from function.common.http1 import Pool as UpstreamPool
+from function.common.http1 import Request, Response, Server, UpstreamError
 
 GATEWAY_VERSION = "0.27.13"
 PROVIDER_VERSION = "0.18.16"

@@ -12,7 +12,7 @@
   output; concurrency is unbounded unless `max_inflight` is set (-> 429).
 
 Settings are the upstream environment variables, read as upstream reads them. One Python process with an asyncio
-loop (httpio.py) stands in for the Go binary; ../README.md lists what is faithful and what is not.
+loop (function/common/http1.py) stands in for the Go binary; ../README.md lists what is faithful and what is not.
 """
 
 from __future__ import annotations
@@ -26,18 +26,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from httpio import (
-    Drop,
-    Request,
-    Response,
-    Server,
-    UpstreamError,
-    UpstreamPool,
-    log,
-    parse_duration,
-    plain,
-    split_host_port,
-)
+from httpio import log, parse_duration, plain, split_host_port
+
+from function.common.http1 import Drop, Request, Response, Server, UpstreamError
+from function.common.http1 import Pool as UpstreamPool
 
 VERSIONS = {"http": "of-watchdog 0.11.3 (mode=http)", "classic": "classic-watchdog 0.3.1"}
 CLASSIC_METHODS = ("POST", "PUT", "PATCH", "DELETE", "GET")
