@@ -216,8 +216,12 @@ def closed_loop_cells(r: Results) -> dict[tuple[str, str, float], Side]:
 def open_loop_cells(r: Results) -> dict[tuple[str, str, float], Side]:
     """(platform, "rate %" or "rate rps", level) -> its open-loop runs: the valid ones' served latency_ms in schedule
     order, scheduled requests and failed ones (errors + dropped); the invalid ones (valid = 0, or an outcome other
-    than ok) named apart. Empty when the folder has no open-loop tables. Read through the schema (capacity.load)."""
+    than ok) named apart. Empty when the folder has no open-loop tables. Read through the schema (capacity.load).
+    A capacity search's probes (search_probe set) are left out: their rates depend on the run's own measurements, so
+    they are the search's evidence, compared as brackets (search_notes), not cells of a common matrix."""
     runs, req = capacity.load(r)
+    if len(runs) and "search_probe" in runs:
+        runs = runs[pd.to_numeric(runs["search_probe"], errors="coerce").isna()]
     if not len(runs):
         return {}
     served = req[req["served"] == 1] if len(req) else req
@@ -240,6 +244,34 @@ def open_loop_cells(r: Results) -> dict[tuple[str, str, float], Side]:
         side.errors.append(_int(row.get("errors")) + _int(row.get("dropped")))
         side.offered_rps = float(row["offered_rps"])
     return cells
+
+
+def search_notes(a: Results, b: Results) -> list[str]:
+    """One line per platform that had a capacity search in either run: both brackets and how far apart their
+    midpoints are (shown, not judged: a bracket is the search's resolution, not a sample with an interval)."""
+    brackets: dict[str, dict[str, tuple[float, float]]] = {}
+    for name, r in (("A", a), ("B", b)):
+        found = capacity.load_searches(r)
+        for row in found.to_dict("records") if len(found) else []:
+            brackets.setdefault(str(row["platform"]), {})[name] = (float(row["low_rps"]), float(row["high_rps"]))
+    notes = []
+    for platform, sides in brackets.items():
+        text = "; ".join(f"{n} {_bracket(*sides[n])} req/s" for n in ("A", "B") if n in sides)
+        if len(sides) == 2 and all(map(math.isfinite, (*sides["A"], *sides["B"]))):
+            mid_a, mid_b = sum(sides["A"]) / 2, sum(sides["B"]) / 2
+            text += f" (midpoints {100 * (mid_b - mid_a) / mid_a:+.1f} %)"
+        elif len(sides) == 1:
+            text += ", only this run searched"
+        notes.append(f"capacity at the objective by search, {platform}: {text}; not judged")
+    return notes
+
+
+def _bracket(low: float, high: float) -> str:
+    if not math.isfinite(low):
+        return f"< {high:g}"
+    if not math.isfinite(high):
+        return f"> {low:g}"
+    return f"[{low:g}, {high:g}]"
 
 
 def batches(runs: Reps) -> Reps:
@@ -530,6 +562,7 @@ def compare(a: Results, b: Results, s: Settings) -> Comparison:
         cells_b.update(rates_b)
     if reasons:
         raise Incomparable(reasons)
+    notes.extend(search_notes(a, b))
     machine = _machine(a, b, s, notes)
     rows: list[dict[str, Any]] = []
     for key in [*cells_a, *(k for k in cells_b if k not in cells_a)]:

@@ -91,6 +91,39 @@ def test_rate_repetitions_run_every_rate_on_every_platform_rate_major():
         config_from_dict({**BASE, "config": {"rate_search_tolerance_pct": 0}})
 
 
+def test_the_search_is_a_plan_step_after_the_grid():
+    """By default each directly reached platform gets one search, after its grid runs and before the overload runs,
+    bounded by rate_search_budget_s; the knob takes what rate_platforms takes, and [] leaves the search out."""
+    platforms = with_kinds({"function": {"url": "http://127.0.0.1:1/"}, "container": {"url": "http://127.0.0.1:2/"}})
+    platforms["function_ingress"] = {"kind": "ingress-nginx", "url": "http://127.0.0.1:3/", "via": "function"}
+
+    def plan(config: dict) -> list:
+        return make_plan(config_from_dict({"profile": "local", "platforms": platforms, "config": config}), "/r")
+
+    items = plan({})
+    steps = [i.step for i in items]
+    searches = [i for i in items if i.step == "rate-search"]
+    assert [(i.run_key, i.platform) for i in searches] == [("rate-search-function", "function"),
+                                                           ("rate-search-container", "container")]
+    assert max(k for k, s in enumerate(steps) if s == "rate") < steps.index("rate-search")
+    assert steps.index("rate-search") + 2 == steps.index("overload")
+    assert searches[0].argv == ["rate-search", "/r", "--platform", "function", "--budget-s", "150"]
+    assert [i.platform for i in plan({"rate_search_platforms": "container,function_ingress"})
+            if i.step == "rate-search"] == ["container", "function_ingress"]
+    assert [i.platform for i in plan({"rate_search_platforms": None}) if i.step == "rate-search"] == [
+        "function", "container", "function_ingress"]
+    assert len(plan({"rate_search_platforms": []})) == len(items) - 2
+    # part of the open-loop experiment: switching that off switches the search off too
+    for off in ({"rate_platforms": []}, {"rate_capacity_pct": []}):
+        assert not [i for i in plan(off) if i.step.startswith("rate")]
+    assert plan({"rate_search_budget_s": 60})[steps.index("rate-search")].argv[-1] == "60"
+    with pytest.raises(ConfigError, match="'rate_search_platforms' must be"):
+        plan({"rate_search_platforms": ["nowhere"]})
+    for bad in (0, -5, "long", True):
+        with pytest.raises(ConfigError, match="'rate_search_budget_s' must be"):
+            plan({"rate_search_budget_s": bad})
+
+
 def test_three_platforms_each_go_first_in_turn():
     platforms = with_kinds({"function": {"url": "http://127.0.0.1:1/"}, "container": {"url": "http://127.0.0.1:2/"}})
     platforms["other"] = {"kind": "kubeless", "url": "http://127.0.0.1:3/"}
@@ -200,6 +233,62 @@ def test_the_search_brackets_the_capacity_and_repeats_the_boundary(tmp_path, mon
     assert rate.rate_search(folder, "container", 10.0, 50.0).skipped
 
 
+def with_grid(folder: RunFolder, capacity_rps: float, misses: dict[float, int], monkeypatch) -> None:
+    """The run's grid as the rate step leaves it: per level (% of capacity_rps) a done run of 100 scheduled
+    requests, `misses[pct]` of them timed out; and the closed-loop capacity the plan step reads."""
+    monkeypatch.setattr(rate, "closed_loop_capacity", lambda folder, platform: {"capacity_rps": capacity_rps,
+                                                                               "concurrency": 20, "cells": {}})
+    for pct, missed in misses.items():
+        run_dir = folder.run_dir(rate_run_key("container", pct, None, 1))
+        run_dir.mkdir(parents=True)
+        openloop.write_rows(run_dir / openloop.RAW_CSV, [
+            {"seq": k, "scheduled_s": k / 10, "latency_ms": 20.0 if k > missed else None, "status": 200,
+             "outcome": "served" if k > missed else "timeout"} for k in range(1, 101)])
+        (run_dir / "done.json").write_text(json.dumps({"outcome": "ok", "summary": {"valid": 1},
+                                                       "offered_rps": capacity_rps * pct / 100}))
+
+
+GRID = [25, 50, 75, 90, 100, 110]  # of 40 req/s: 10, 20, 30, 36, 40, 44
+
+
+def test_the_plan_step_starts_from_the_grids_bracket(tmp_path, monkeypatch):
+    """Capacity 40 req/s; the grid met the objective up to 90 % (36 req/s) and missed it at 100 % (40): the search
+    starts at [36, 40] instead of [10, 50] (25-125 %), and needs 5 probes where the wide start needs 7."""
+    folder = folder_for(tmp_path, "http://127.0.0.1:9/", rate_capacity_pct=GRID)
+    with_grid(folder, 40.0, {25: 0, 50: 0, 75: 0, 90: 1, 100: 3, 110: 9}, monkeypatch)
+    fake = FakeServer(folder, lambda r: 0.0 if r <= 37.3 else 0.2)
+    monkeypatch.setattr(rate, "open_loop_run", fake)
+    rate.rate_search(folder, "container")
+    record = json.loads((folder.run_dir("rate-search-container") / rate.SEARCH_JSON).read_text())
+    # 36 meets, 40 misses, [36, 40] is 11 % wide: 38 misses, [36, 38] 5.6 %: 37 meets, [37, 38] 2.7 %: repeat 37
+    assert [c[1] for c in fake.calls] == [36.0, 40.0, 38.0, 37.0, 37.0]
+    assert (record["low_rps"], record["high_rps"]) == (37.0, 38.0) and record["start"] == "grid"
+    assert (record["start_low_rps"], record["start_high_rps"]) == (36.0, 40.0)
+
+
+def test_a_grid_bracket_the_probes_disprove_moves_out_to_the_knobs_bracket(tmp_path, monkeypatch):
+    """The grid's short runs said 36 req/s met the objective; the long probe there misses (capacity 33): the low end
+    moves to 25 % (10 req/s) and 36 becomes the high end, never probed again. A grid that met it everywhere
+    starts at [44, 50] (110-125 %), and a probe meeting it at 50 moves the high end to nothing above: '> 50'."""
+    folder = folder_for(tmp_path, "http://127.0.0.1:9/", rate_capacity_pct=GRID)
+    with_grid(folder, 40.0, {25: 0, 50: 0, 75: 0, 90: 0, 100: 5, 110: 9}, monkeypatch)
+    fake = FakeServer(folder, lambda r: 0.0 if r <= 33.0 else 0.2)
+    monkeypatch.setattr(rate, "open_loop_run", fake)
+    rate.rate_search(folder, "container")
+    record = json.loads((folder.run_dir("rate-search-container") / rate.SEARCH_JSON).read_text())
+    rates = [c[1] for c in fake.calls]
+    assert rates[:3] == [36.0, 10.0, 23.0] and 40.0 not in rates
+    assert record["low_rps"] <= 33.0 < record["high_rps"] <= 36.0
+    folder = folder_for(tmp_path / "all-met", "http://127.0.0.1:9/", rate_capacity_pct=GRID)
+    with_grid(folder, 40.0, dict.fromkeys(GRID, 0), monkeypatch)
+    fake = FakeServer(folder, lambda r: 0.0)
+    monkeypatch.setattr(rate, "open_loop_run", fake)
+    line = rate.rate_search(folder, "container").line
+    record = json.loads((folder.run_dir("rate-search-container") / rate.SEARCH_JSON).read_text())
+    assert [c[1] for c in fake.calls] == [44.0, 50.0] and (record["low_rps"], record["high_rps"]) == (50.0, None)
+    assert "> 50" in line
+
+
 def test_a_boundary_that_fails_when_repeated_becomes_the_high_end(tmp_path, monkeypatch):
     folder = folder_for(tmp_path, "http://127.0.0.1:9/", rate_search_tolerance_pct=30.0)
     # 10 meets, 50 misses, 30 meets, 40 misses ([30, 40] is 33 % wide, over 30 %), 35 meets: [35, 40] is narrow enough
@@ -248,6 +337,9 @@ def test_the_search_against_a_real_server_and_the_report(tmp_path):
     runs = pd.read_csv(folder.path / "rate_runs.csv")
     requests = pd.read_csv(folder.path / "rate_requests.csv")
     assert sorted(runs["run_key"]) == sorted(p["run_key"] for p in record["probes"])
+    # each probe says it is one (compare leaves such runs out of its cells)
+    assert dict(zip(runs["run_key"], runs["search_probe"], strict=True)) == {
+        p["run_key"]: p["probe"] for p in record["probes"]}
     # recount each offered rate's misses from the raw requests: slower than 300 ms, or not served
     missed = requests.assign(m=(requests["served"] == 0) | (requests["latency_ms"] > 300.0))
     share = {r: missed[missed["run_key"].isin(runs.loc[runs["offered_rps"] == r, "run_key"])]["m"].mean()

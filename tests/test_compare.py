@@ -654,6 +654,50 @@ def test_an_invalid_open_loop_run_is_named_not_a_different_matrix(run_a: Path, t
     assert "fewer than 3 valid open-loop runs on a side" in capsys.readouterr().out
 
 
+def with_search(folder: Path, rates: list[float], low: float, high: float) -> Path:
+    """Add a capacity search's probes (ordinary rate runs at rates of the run's own choosing, search_probe set)
+    and its rate_search.csv row to a run made by with_rates."""
+    runs, requests = pd.read_csv(folder / "rate_runs.csv"), pd.read_csv(folder / "rate_requests.csv")
+    probe_rows, probe_requests = [], []
+    for k, rps in enumerate(rates, start=1):
+        key = f"rate-container-{rps:g}rps" + (f"-r{k}" if rates[:k - 1].count(rps) else "")
+        probe_rows.append({"run_key": key, "experiment": "rate", "platform": "container", "offered_rps": rps,
+                           "scheduled": 400, "dropped": 0, "served": 400, "errors": 0, "valid": 1, "outcome": "ok",
+                           "search_probe": k})
+        probe_requests.append(pd.DataFrame({"run_key": key, "platform": "container", "seq": np.arange(1, 401),
+                                            "scheduled_s": np.arange(400) / rps, "latency_ms": 40.0, "status": 200,
+                                            "outcome": "served", "served": 1}))
+    pd.concat([runs, pd.DataFrame(probe_rows)]).reindex(columns=schema.RATE_RUNS.names).to_csv(
+        folder / "rate_runs.csv", index=False)
+    pd.concat([requests, *probe_requests]).reindex(columns=schema.RATE_REQUESTS.names).to_csv(
+        folder / "rate_requests.csv", index=False)
+    pd.DataFrame([{"run_key": "rate-search-container", "platform": "container", "low_rps": low, "high_rps": high,
+                   "converged": 1, "boundary_confirmed": 1, "probes": len(rates)}]).reindex(
+        columns=schema.RATE_SEARCH.names).to_csv(folder / "rate_search.csv", index=False)
+    return folder
+
+
+def test_search_probes_are_not_cells_and_the_brackets_are_shown(run_a: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Two runs whose searches probed different rates (as two real searches do) are still the same matrix: the
+    probes are left out of the cells, the grid cell is judged as before, and both brackets are printed with the
+    distance between their midpoints (A [100, 110] -> 105, B [90, 100] -> 95: -9.5 %)."""
+    rng = np.random.default_rng(4)
+    a = with_search(with_rates(run_a, tmp_path / "s-a", rng, 1.0), [50.0, 150.0, 100.0, 125.0, 112.5, 100.0],
+                    100.0, 110.0)
+    b = with_search(with_rates(run_a, tmp_path / "s-b", rng, 1.0), [40.0, 120.0, 80.0, 100.0, 90.0], 90.0, 100.0)
+    code, table, out = compare(tmp_path, a, b)
+    printed = capsys.readouterr().out
+    assert code == 0 and "different matrix" not in printed
+    assert [(r["load"], r["level"]) for r in table if r["load"] != "c"] == [("rate %", "90.0")]
+    line = next(x for x in printed.splitlines() if "capacity at the objective by search, container" in x)
+    assert "A [100, 110] req/s; B [90, 100] req/s (midpoints -9.5 %)" in line and "not judged" in line
+    assert "midpoints -9.5 %" in (out / "compare.md").read_text()
+    only_a = with_rates(run_a, tmp_path / "s-c", rng, 1.0)
+    code, _, _ = compare(tmp_path, a, only_a)
+    assert code == 0 and "A [100, 110] req/s, only this run searched" in capsys.readouterr().out
+
+
 # ------------------------------------------------------------------------------------------ refusals
 def _edit_manifest(folder: Path, **changes: object) -> None:
     m = json.loads((folder / "manifest.json").read_text())

@@ -304,7 +304,8 @@ def test_rate_experiment_in_a_bench_run_and_the_report(tmp_path):
                   "log_settle_s": 0.05,
                   "request_timeout_s": 5, "overload_concurrency": [], "nowarmup_requests": 0, "bodylimit_bytes": 0,
                   "stability_max_extra_repetitions": 0, "quiet_check_s": 0.1, "rate_capacity_pct": [25, 50],
-                  "rate_duration_s": 2.0, "rate_max_lag_ms": 1000.0, "slo_p99_ms": 500.0}
+                  "rate_duration_s": 2.0, "rate_max_lag_ms": 1000.0, "slo_p99_ms": 500.0,
+                  "rate_search_platforms": []}  # the search as a plan step: test_site_local.py
         path = tmp_path / "bench.json"
         path.write_text(json.dumps({"profile": "local", "config": config, "platforms": with_kinds({
             "function": services[0].platform("/"), "container": services[1].platform("/predict")})}))

@@ -150,6 +150,8 @@ def test_bench_and_analysis_on_what_site_deployed(deployed):
         bench_requests_per_run=60, bench_warmup_requests=10, bench_probe_requests=3, bench_coldstart_repetitions=1,
         bench_overload_concurrency=[50], bench_overload_requests=60, bench_nowarmup_requests=5,  # issue 11, short
         bench_rate_capacity_pct=[50], bench_rate_duration_s=3, bench_stability_max_extra_repetitions=0,
+        bench_rate_search_platforms=["container"], bench_rate_search_bracket_pct=[50, 100],  # issue 24, short
+        bench_rate_search_max_probes=3, bench_rate_search_budget_s=60,
     )
     text = output(result)
     assert result.rc == 0, text[-6000:]
@@ -176,6 +178,11 @@ def test_bench_and_analysis_on_what_site_deployed(deployed):
     with open(run_dir / "rate_runs.csv") as fh:  # issue 13: one open-loop rate per platform, at 50 % of capacity
         rates = list(csv.DictReader(fh))
     assert {r["platform"] for r in rates} == {"function", "container"}
+    with open(run_dir / "rate_search.csv") as fh:  # issue 24: the search as a plan step, through bench.yml
+        (search,) = list(csv.DictReader(fh))
+    probes = [r for r in rates if r["search_probe"]]
+    assert search["platform"] == "container" and 1 <= int(search["probes"]) == len(probes) <= 3
+    assert {r["platform"] for r in probes} == {"container"} and not any(r["capacity_pct"] for r in probes)
     with open(run_dir / "coldstart.csv") as fh:
         cold = list(csv.DictReader(fh))
     assert {c["platform"] for c in cold} == {"function", "container"}

@@ -83,6 +83,11 @@ DEFAULTS: dict[str, Any] = {
     "rate_search_bracket_pct": [25, 125],
     "rate_search_tolerance_pct": 5.0,
     "rate_search_max_probes": 8,
+    # issue 24: the search as a plan step, after the grid: "direct", null, a list (as rate_platforms) or [] for none;
+    # part of the open-loop experiment (a plan without rate steps has no search); each platform's search is bounded
+    # by rate_search_budget_s of wall-clock time
+    "rate_search_platforms": "direct",
+    "rate_search_budget_s": 150.0,
     "rate_arrivals": "poisson",  # poisson (seeded) or constant
     "rate_seed": 1,  # the Poisson schedule's seed: the same at every rate and platform (common random numbers)
     "rate_max_outstanding": 512,  # cap on requests in flight; one due above it is dropped, never delayed
@@ -375,12 +380,16 @@ def _rate_knobs(knobs: dict[str, Any], names: list[str]) -> None:
             raise ConfigError(f"'{name}' must be a list of numbers > 0 (or []), got {values!r}")
         if len(set(values)) != len(values):
             raise ConfigError(f"'{name}' lists a value twice: {values!r}")
-    chosen = knobs["rate_platforms"]
-    if isinstance(chosen, str) and chosen != "direct":  # -e bench_rate_platforms=function,container
-        chosen = knobs["rate_platforms"] = [p.strip() for p in chosen.split(",") if p.strip()]
-    if chosen not in (None, "direct") and (not isinstance(chosen, list) or not all(p in names for p in chosen)):
-        raise ConfigError(f"'rate_platforms' must be \"direct\", null (every platform) or a list of this run's "
-                          f"platforms ({', '.join(names)}), got {chosen!r}")
+    for knob in ("rate_platforms", "rate_search_platforms"):
+        chosen = knobs[knob]
+        if isinstance(chosen, str) and chosen != "direct":  # -e bench_rate_platforms=function,container
+            chosen = knobs[knob] = [p.strip() for p in chosen.split(",") if p.strip()]
+        if chosen not in (None, "direct") and (not isinstance(chosen, list) or not all(p in names for p in chosen)):
+            raise ConfigError(f"'{knob}' must be \"direct\", null (every platform) or a list of this run's "
+                              f"platforms ({', '.join(names)}), got {chosen!r}")
+    budget = knobs["rate_search_budget_s"]
+    if not isinstance(budget, int | float) or isinstance(budget, bool) or not budget > 0:
+        raise ConfigError(f"'rate_search_budget_s' must be a number of seconds > 0, got {budget!r}")
     for name in ("rate_duration_s", "rate_max_lag_ms", "slo_p99_ms"):
         if isinstance(knobs[name], bool) or not isinstance(knobs[name], int | float) or not knobs[name] > 0:
             raise ConfigError(f"'{name}' must be a number > 0, got {knobs[name]!r}")
@@ -691,9 +700,10 @@ def warmup_concurrency(knobs: dict[str, Any]) -> int:
     return knobs["warmup_concurrency"] or max(knobs["concurrency"])
 
 
-def rate_platforms(config: BenchConfig) -> list[str]:
-    """The platforms of the open-loop experiment, in the configuration's order (the rate_platforms knob)."""
-    chosen = config.knobs["rate_platforms"]
+def rate_platforms(config: BenchConfig, knob: str = "rate_platforms") -> list[str]:
+    """The platforms of the open-loop experiment, in the configuration's order (the rate_platforms knob; the
+    capacity search's with knob="rate_search_platforms")."""
+    chosen = config.knobs[knob]
     bounded = {n for n, p in config.platforms.items() if p.max_concurrency is not None}
     if chosen == "direct":
         return [n for n, p in config.platforms.items() if p.via is None and n not in bounded]
@@ -760,6 +770,12 @@ def make_plan(config: BenchConfig, run_dir: Path | str) -> list[PlanItem]:
                 steps.append((rate_run_key(platform, pct, rps, rep), "rate", platform, None, rep,
                               0 if rps is None else round(rps * knobs["rate_duration_s"]), argv,
                               {"capacity_pct": pct, "rps": rps}))
+    # issue 24: capacity at the objective by search, one platform after the other (each search is its own
+    # bisection; its probes are rate runs outside the plan, raw/rate-<platform>-<R>rps[-r<N>]/)
+    for platform in rate_platforms(config, "rate_search_platforms") if rated and levels else []:
+        steps.append((rate_search_key(platform), "rate-search", platform, None, None, 0,
+                      ["rate-search", run_dir, "--platform", platform,
+                       "--budget-s", f"{knobs['rate_search_budget_s']:g}"]))
     # issue 11: the overload region (one short run per platform and concurrency), then the WARMUP_CALLS=0 variant
     for conc in knobs["overload_concurrency"]:
         for platform in names:

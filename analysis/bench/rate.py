@@ -200,13 +200,45 @@ def _free_repetition(folder: RunFolder, platform: str, rps: float) -> int:
     return rep
 
 
+def grid_bracket(folder: RunFolder, platform: str) -> tuple[float | None, float | None]:
+    """Where this run's grid (its finished, valid rate runs at rate_capacity_pct levels, repetitions pooled) put
+    the capacity at the objective: the highest offered rate that met it below the first that missed it, and that
+    first miss; None for a side the grid did not show (no grid runs: (None, None)). The grid's runs are short, so
+    this only starts the search: its probes decide."""
+    knobs = folder.config.knobs
+    slo = float(knobs["slo_p99_ms"])
+    levels: list[tuple[float, bool]] = []
+    for pct in sorted(knobs["rate_capacity_pct"]):
+        missed = scheduled = 0
+        offered = None
+        for rep in range(1, int(knobs["rate_repetitions"]) + 1):
+            run_dir = folder.run_dir(rate_run_key(platform, pct, None, rep))
+            try:
+                done = read_json(run_dir / DONE)
+                if done.get("outcome") != "ok" or not (done.get("summary") or {}).get("valid"):
+                    continue
+                rows = openloop.read_rows(run_dir / openloop.RAW_CSV)
+            except (OSError, ValueError, KeyError):
+                continue
+            offered = float(done["offered_rps"])
+            missed += missed_objective(rows, slo)
+            scheduled += len(rows)
+        if offered is not None and scheduled:
+            levels.append((offered, missed / scheduled <= schema.OBJECTIVE_SHARE))
+    first_miss = next((rate for rate, met in levels if not met), None)
+    met = [rate for rate, ok in levels if ok and (first_miss is None or rate < first_miss)]
+    return (round(met[-1], 2) if met else None), (round(first_miss, 2) if first_miss is not None else None)
+
+
 def rate_search(folder: RunFolder, platform_name: str, low_rps: float | None = None, high_rps: float | None = None,
                 budget_s: float | None = None, level: float = SEARCH_LEVEL) -> StepResult:
     """Capacity at the objective by bisection on the offered rate (issue 24).
 
-    Starts from the bracket [low, high] (rate_search_bracket_pct of the closed-loop capacity unless given in
-    req/s); each probe is an ordinary rate run (raw/rate-<platform>-<R>rps[-r<N>]/), at least rate_duration_s long
-    and long enough to hold schema.requests_to_prove(level) scheduled requests, so that "met surely" is reachable.
+    Starts from the bracket [low, high] given in req/s; else from where this run's grid put the capacity
+    (grid_bracket), an end the probes disprove moving out to rate_search_bracket_pct of the closed-loop capacity;
+    else from rate_search_bracket_pct itself. Each probe is an ordinary rate run
+    (raw/rate-<platform>-<R>rps[-r<N>]/), at least rate_duration_s long and long enough to hold
+    schema.requests_to_prove(level) scheduled requests, so that "met surely" is reachable.
     A probe meets the objective when the share of its scheduled requests that were slow, failed or dropped is
     <= 1 %. The bracket's ends are probed first (a failing low end or a passing high end stops the search with a
     one-sided bracket); then the midpoint replaces the end it agrees with until the bracket is within
@@ -220,6 +252,8 @@ def rate_search(folder: RunFolder, platform_name: str, low_rps: float | None = N
     if folder.is_done(run_key):
         return StepResult(run_key, True, f"{position} {run_key}: already done")
     capacity = None
+    floor = ceiling = None
+    start = "given"
     if low_rps is None or high_rps is None:
         capacity = closed_loop_capacity(folder, platform_name)
         if capacity is None or not capacity["capacity_rps"] > 0:
@@ -227,14 +261,23 @@ def rate_search(folder: RunFolder, platform_name: str, low_rps: float | None = N
                             f"rate_search_bracket_pct of: run its concurrency steps first, or give --low-rps and "
                             f"--high-rps")
         pct = folder.config.knobs["rate_search_bracket_pct"]
-        low_rps = low_rps if low_rps is not None else pct[0] / 100 * capacity["capacity_rps"]
-        high_rps = high_rps if high_rps is not None else pct[1] / 100 * capacity["capacity_rps"]
+        floor, ceiling = (round(pct[0] / 100 * capacity["capacity_rps"], 2),
+                          round(pct[1] / 100 * capacity["capacity_rps"], 2))
+        grid_low, grid_high = grid_bracket(folder, platform_name) if low_rps is None and high_rps is None \
+            else (None, None)
+        start = "grid" if grid_low is not None or grid_high is not None else "rate_search_bracket_pct"
+        low_rps = low_rps if low_rps is not None else grid_low if grid_low is not None and grid_low > floor \
+            else floor
+        high_rps = high_rps if high_rps is not None else grid_high if grid_high is not None \
+            and low_rps < grid_high < ceiling else ceiling
+        floor = floor if floor < low_rps else None
+        ceiling = ceiling if ceiling > high_rps else None
     if not 0 < low_rps < high_rps:
         raise StepError(f"the search needs 0 < low < high req/s, got [{low_rps}, {high_rps}]")
     out = _prepare(folder, run_key)
     assert out is not None
     search = _Search(folder, platform_name, run_key, level, budget_s)
-    low, high, reason = search.bisect(round(low_rps, 2), round(high_rps, 2))
+    low, high, reason = search.bisect(round(low_rps, 2), round(high_rps, 2), floor, ceiling)
     low, high = search.repeat_boundary(low, high, reason)
     finished = time.time()
     width = 100 * (high - low) / low if low is not None and high is not None else None
@@ -242,7 +285,7 @@ def rate_search(folder: RunFolder, platform_name: str, low_rps: float | None = N
               "converged": width is not None and width <= search.tolerance, "boundary_repeated": search.repeated,
               "boundary_confirmed": search.confirmed, "stop_reason": reason, "level": level,
               "objective_share": schema.OBJECTIVE_SHARE, "slo_p99_ms": float(folder.config.knobs["slo_p99_ms"]),
-              "requests_per_probe": search.need, "start_low_rps": round(low_rps, 2),
+              "requests_per_probe": search.need, "start": start, "start_low_rps": round(low_rps, 2),
               "start_high_rps": round(high_rps, 2), "tolerance_pct": search.tolerance,
               "max_probes": search.max_probes, "budget_s": budget_s, "capacity": capacity, "probes": search.probes,
               "started_utc": _epoch_utc(search.started), "finished_utc": _epoch_utc(finished)}
@@ -314,18 +357,29 @@ class _Search:
               f"{100 * ci_high:.2f}]): {verdict}", flush=True)
         return row
 
-    def bisect(self, low: float, high: float) -> tuple[float | None, float | None, str]:
-        """Probe both ends, then midpoints; returns (low, high, why it stopped), None for an unbounded side."""
-        for end, rate in (("low end", low), ("high end", high)):
+    def bisect(self, low: float, high: float, floor: float | None = None, ceiling: float | None = None
+               ) -> tuple[float | None, float | None, str]:
+        """Probe both ends, then midpoints; returns (low, high, why it stopped), None for an unbounded side. A
+        bracket taken from the grid may be wrong at either end (its runs are short): an end that disagrees moves
+        out to `floor` or `ceiling` (rate_search_bracket_pct of the capacity) once, and is probed there."""
+        ends = [("low end", low), ("high end", high)]
+        while ends:
+            end, rate = ends.pop(0)
             if not self.fits(rate):
                 return low, high, "time budget spent"
             row = self.probe(rate, end)
             if not row["valid"]:
                 return low, high, f"probe {row['probe']} invalid: the generator fell behind"
             if end == "low end" and not row["meets"]:
-                return None, low, "the low end misses the objective: capacity below the bracket"
-            if end == "high end" and row["meets"]:
-                return high, None, "the high end meets the objective: capacity above the bracket"
+                if floor is None:
+                    return None, low, "the low end misses the objective: capacity below the bracket"
+                low, high, floor = floor, low, None
+                ends = [("low end", low)]  # the old low end is a proven high end: no need to probe `high`
+            elif end == "high end" and row["meets"]:
+                if ceiling is None:
+                    return high, None, "the high end meets the objective: capacity above the bracket"
+                low, high, ceiling = high, ceiling, None
+                ends = [("high end", high)]
         while 100 * (high - low) / low > self.tolerance:
             mid = round((low + high) / 2, 2)
             if len(self.probes) >= self.max_probes - 1:
@@ -407,7 +461,9 @@ def rate_tables(run_dirs: list[Path], metrics: dict[str, str | None] | None = No
         samples = resource_rows(run_dir / RESOURCES_FILE, done.get("started_epoch"))
         preds = [p.get("prediction_ms") for p in prediction_records(run_dir)]
         preds = [p for p in preds if isinstance(p, int | float)]
+        search = done.get("search") if isinstance(done.get("search"), dict) else {}
         runs.append(_run_row(key, platform, record, stats, {
+            "search_probe": search.get("probe"),
             "server_mean_ms": round_or_none(server_mean_ms(run_dir / METRICS_BEFORE, run_dir / METRICS_AFTER,
                                                     metrics.get(platform))),
             "prediction_mean_ms": round_or_none(sum(preds) / len(preds)) if preds else None,
@@ -540,7 +596,9 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p = run_dir_parser(sub, "rate-search", cmd_rate_search,
                        help="capacity at the latency objective by bisection on the offered rate (issue 24)",
                        description="Bisect the offered rate of one platform between --low-rps and --high-rps (default: "
-                                   "rate_search_bracket_pct of the closed-loop capacity measured in the run folder) "
+                                   "where the run's grid of rate steps put the capacity, an end the probes disprove "
+                                   "moving out to rate_search_bracket_pct of the closed-loop capacity measured in the "
+                                   "run folder; without grid runs, that bracket itself) "
                                    "until the bracket is within rate_search_tolerance_pct, rate_search_max_probes "
                                    "probes or --budget-s are spent; then run the boundary rate again. A probe meets "
                                    "the objective when at most 1 %% of its scheduled requests were slower than "

@@ -370,6 +370,8 @@ started_utc         str?    -  wall-clock time of the schedule's t = 0
 outcome             str?    *  `ok`, or `no_capacity` (no finished concurrency run to take a fraction of: nothing
                                sent)
 error               str?    -  why the run is not `ok`
+search_probe        int?    -  the probe's number when a capacity search made the run (rate_search.csv), else
+                               empty: such runs are the search's evidence, not cells of the rate grid
 """))
 RATE_REQUESTS = Table("rate_requests.csv", False, "one row per scheduled request of every open-loop run", _columns("""
 run_key      str     *  the run (rate_runs.csv)

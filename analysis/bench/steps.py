@@ -10,7 +10,7 @@ from analysis.bench.bodylimit import bodylimit
 from analysis.bench.config import EXTRA_REPETITIONS, PAIRED, PlanItem
 from analysis.bench.manifest import RunFolder
 from analysis.bench.nowarmup import nowarmup
-from analysis.bench.rate import rate_step
+from analysis.bench.rate import rate_search, rate_step
 from analysis.bench.runner import StepError, StepResult, autoscale, coldstart, paired, probe, run_one
 from analysis.bench.stability import run_extra
 
@@ -27,6 +27,8 @@ def run_item(folder: RunFolder, item: PlanItem) -> StepResult:
         return run_extra(folder)
     if item.step == "rate":  # issue 13
         return rate_step(folder, item.platform, item.capacity_pct, item.rps, item.repetition or 1)
+    if item.step == "rate-search":  # issue 24
+        return rate_search(folder, item.platform, budget_s=float(folder.config.knobs["rate_search_budget_s"]))
     if item.step == "probe":
         return probe(folder, item.platform, item.requests)
     if item.step == PAIRED:  # issue 24
