@@ -251,17 +251,25 @@ def with_grid(folder: RunFolder, capacity_rps: float, misses: dict[float, int], 
 GRID = [25, 50, 75, 90, 100, 110]  # of 40 req/s: 10, 20, 30, 36, 40, 44
 
 
+def search_after_grid(path: Path, misses: dict[float, int], share, monkeypatch) -> tuple[list[float], dict, str]:
+    """The plan step's search (no bracket given) after a grid with `misses` per level, against a fake server
+    missing `share(rate)` of each probe: the rates probed, search.json and the progress line."""
+    folder = folder_for(path, "http://127.0.0.1:9/", rate_capacity_pct=GRID)
+    with_grid(folder, 40.0, misses, monkeypatch)
+    fake = FakeServer(folder, share)
+    monkeypatch.setattr(rate, "open_loop_run", fake)
+    line = rate.rate_search(folder, "container").line
+    record = json.loads((folder.run_dir("rate-search-container") / rate.SEARCH_JSON).read_text())
+    return [c[1] for c in fake.calls], record, line
+
+
 def test_the_plan_step_starts_from_the_grids_bracket(tmp_path, monkeypatch):
     """Capacity 40 req/s; the grid met the objective up to 90 % (36 req/s) and missed it at 100 % (40): the search
     starts at [36, 40] instead of [10, 50] (25-125 %), and needs 5 probes where the wide start needs 7."""
-    folder = folder_for(tmp_path, "http://127.0.0.1:9/", rate_capacity_pct=GRID)
-    with_grid(folder, 40.0, {25: 0, 50: 0, 75: 0, 90: 1, 100: 3, 110: 9}, monkeypatch)
-    fake = FakeServer(folder, lambda r: 0.0 if r <= 37.3 else 0.2)
-    monkeypatch.setattr(rate, "open_loop_run", fake)
-    rate.rate_search(folder, "container")
-    record = json.loads((folder.run_dir("rate-search-container") / rate.SEARCH_JSON).read_text())
+    rates, record, _ = search_after_grid(tmp_path, {25: 0, 50: 0, 75: 0, 90: 1, 100: 3, 110: 9},
+                                         lambda r: 0.0 if r <= 37.3 else 0.2, monkeypatch)
     # 36 meets, 40 misses, [36, 40] is 11 % wide: 38 misses, [36, 38] 5.6 %: 37 meets, [37, 38] 2.7 %: repeat 37
-    assert [c[1] for c in fake.calls] == [36.0, 40.0, 38.0, 37.0, 37.0]
+    assert rates == [36.0, 40.0, 38.0, 37.0, 37.0]
     assert (record["low_rps"], record["high_rps"]) == (37.0, 38.0) and record["start"] == "grid"
     assert (record["start_low_rps"], record["start_high_rps"]) == (36.0, 40.0)
 
@@ -270,23 +278,13 @@ def test_a_grid_bracket_the_probes_disprove_moves_out_to_the_knobs_bracket(tmp_p
     """The grid's short runs said 36 req/s met the objective; the long probe there misses (capacity 33): the low end
     moves to 25 % (10 req/s) and 36 becomes the high end, never probed again. A grid that met it everywhere
     starts at [44, 50] (110-125 %), and a probe meeting it at 50 moves the high end to nothing above: '> 50'."""
-    folder = folder_for(tmp_path, "http://127.0.0.1:9/", rate_capacity_pct=GRID)
-    with_grid(folder, 40.0, {25: 0, 50: 0, 75: 0, 90: 0, 100: 5, 110: 9}, monkeypatch)
-    fake = FakeServer(folder, lambda r: 0.0 if r <= 33.0 else 0.2)
-    monkeypatch.setattr(rate, "open_loop_run", fake)
-    rate.rate_search(folder, "container")
-    record = json.loads((folder.run_dir("rate-search-container") / rate.SEARCH_JSON).read_text())
-    rates = [c[1] for c in fake.calls]
+    rates, record, _ = search_after_grid(tmp_path / "wrong", {25: 0, 50: 0, 75: 0, 90: 0, 100: 5, 110: 9},
+                                         lambda r: 0.0 if r <= 33.0 else 0.2, monkeypatch)
     assert rates[:3] == [36.0, 10.0, 23.0] and 40.0 not in rates
     assert record["low_rps"] <= 33.0 < record["high_rps"] <= 36.0
-    folder = folder_for(tmp_path / "all-met", "http://127.0.0.1:9/", rate_capacity_pct=GRID)
-    with_grid(folder, 40.0, dict.fromkeys(GRID, 0), monkeypatch)
-    fake = FakeServer(folder, lambda r: 0.0)
-    monkeypatch.setattr(rate, "open_loop_run", fake)
-    line = rate.rate_search(folder, "container").line
-    record = json.loads((folder.run_dir("rate-search-container") / rate.SEARCH_JSON).read_text())
-    assert [c[1] for c in fake.calls] == [44.0, 50.0] and (record["low_rps"], record["high_rps"]) == (50.0, None)
-    assert "> 50" in line
+    rates, record, line = search_after_grid(tmp_path / "all-met", dict.fromkeys(GRID, 0), lambda r: 0.0,
+                                            monkeypatch)
+    assert rates == [44.0, 50.0] and (record["low_rps"], record["high_rps"]) == (50.0, None) and "> 50" in line
 
 
 def test_a_boundary_that_fails_when_repeated_becomes_the_high_end(tmp_path, monkeypatch):
