@@ -297,6 +297,9 @@ def test_a_boundary_that_fails_when_repeated_becomes_the_high_end(tmp_path, monk
     assert [c[1] for c in fake.calls] == [10.0, 50.0, 30.0, 40.0, 35.0, 35.0]
     # 35 req/s: 0 of 368 missed, then 18 of 368 in the repeat: 2.4 % together, so 30 (which met) is the low end
     assert (record["low_rps"], record["high_rps"]) == (30.0, 35.0) and not record["boundary_confirmed"]
+    # the search stopped at 30 % but the repeat widened the bracket again: the reason must not stop at "within"
+    assert record["stop_reason"] == ("bracket within 30 %, then the low end 35 req/s missed the objective when "
+                                     "repeated: the bracket became [30, 35]")
 
 
 def test_a_search_with_capacity_outside_the_bracket_says_so(tmp_path, monkeypatch):

@@ -118,6 +118,26 @@ def test_steal_and_process_cpu_from_proc_files(tmp_path: Path) -> None:
     assert system.read_loadavg(a) == {"load_1m": 0.5, "load_5m": 0.4, "load_15m": 0.3, "runnable": 2, "tasks": 100}
 
 
+def test_what_started_the_harness_is_the_harness_but_not_init(tmp_path: Path) -> None:
+    """bench.yml runs the driver under ansible-playbook, which polls its task: that CPU is the harness's own, not a
+    competitor's (counted as a competitor it made quiet runs look busy). init and an unrelated process are others."""
+    tck = system.clock_ticks()
+    tree = {1: ("init", 0, 0), 500: ("ansible-playboo", 1, 0), 600: ("sh", 500, 0), 700: ("python3", 600, 0),
+            800: ("ab", 700, 0), 900: ("stress", 1, 0)}
+    a = _fake_proc(tmp_path / "a", "cpu  100 0 100 1000 0 0 0 0 0 0", tree)
+    # one second later every process has used a tenth of a second
+    b = _fake_proc(tmp_path / "b", f"cpu  {100 + tck} 0 100 {1000 + tck} 0 0 0 0 0 0",
+                   {pid: (comm, ppid, tck // 10) for pid, (comm, ppid, _) in tree.items()})
+    before, after = system.snapshot(a), system.snapshot(b)
+    after.monotonic = before.monotonic + 1.0
+    act = system.activity(before, after, harness_pid=700, proc=b, top=10)
+    roles = {c["pid"]: c["role"] for c in act["busiest"]}
+    assert roles == {1: "other", 500: "harness", 600: "harness", 700: "harness", 800: "harness", 900: "other"}
+    tenth = 100 * (tck // 10) / tck
+    assert act["harness_cpu_pct"] == pytest.approx(4 * tenth, abs=0.2)
+    assert act["others_cpu_pct"] == pytest.approx(2 * tenth, abs=0.2)
+
+
 def test_pinning_is_off_on_small_machines_and_disjoint_on_large_ones() -> None:
     small = system.placement("auto", {"function": None, "container": None}, usable={0, 1})
     assert small["shared"] and small["load_generator_cpus"] is None

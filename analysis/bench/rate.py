@@ -278,7 +278,7 @@ def rate_search(folder: RunFolder, platform_name: str, low_rps: float | None = N
     assert out is not None
     search = _Search(folder, platform_name, run_key, level, budget_s)
     low, high, reason = search.bisect(round(low_rps, 2), round(high_rps, 2), floor, ceiling)
-    low, high = search.repeat_boundary(low, high, reason)
+    low, high, reason = search.repeat_boundary(low, high, reason)
     finished = time.time()
     width = 100 * (high - low) / low if low is not None and high is not None else None
     result = {"platform": platform_name, "low_rps": low, "high_rps": high, "width_pct": width,
@@ -393,20 +393,23 @@ class _Search:
         return low, high, f"bracket within {self.tolerance:g} %"
 
     def repeat_boundary(self, low: float | None, high: float | None, reason: str
-                        ) -> tuple[float | None, float | None]:
+                        ) -> tuple[float | None, float | None, str]:
         """Run the low end once more; if its runs together miss the objective, the next lower rate that met it
-        becomes the low end and this one the high end."""
+        becomes the low end and this one the high end, and the reason says so (the bracket may be wider than the
+        tolerance the search stopped at)."""
         if low is None or high is None or "invalid" in reason or len(self.probes) >= self.max_probes \
                 or not self.fits(low):
-            return low, high
+            return low, high, reason
         row = self.probe(low, "boundary repeat")
         self.repeated = True
         self.confirmed = row["valid"] and self.meets(low)
         if self.confirmed:
-            return low, high
+            return low, high, reason
         met = sorted(q["offered_rps"] for q in self.probes
                      if q["valid"] and q["offered_rps"] < low and self.meets(q["offered_rps"]))
-        return (met[-1] if met else None), low
+        new_low = met[-1] if met else None
+        return new_low, low, (f"{reason}, then the low end {low:g} req/s missed the objective when repeated: "
+                              f"the bracket became {bracket_text(new_low, low)}")
 
 
 def bracket_text(low: float | None, high: float | None) -> str:

@@ -130,8 +130,8 @@ error                   str?    -  ab's own message for a run that is not `ok`
 load_1m_before          float?  -  1-minute load average just before the run
 steal_pct               float?  -  CPU stolen by the hypervisor during the run, % of one core
 load_generator_cpu_pct  float?  -  ab's own CPU time over the run, % of one core
-others_cpu_pct          float?  -  CPU of processes that are neither the harness, the serving containers nor
-                                   docker-proxy, % of one core
+others_cpu_pct          float?  -  CPU of processes that are neither the harness (with the processes that
+                                   started it), the serving containers nor docker-proxy, % of one core
 busy                    int?    -  1 when others_cpu_pct or steal_pct exceeded busy_cpu_pct, else 0
 reference_ms            float?  -  the machine's speed just before the run: median time of a fixed single-threaded
                                    workload (analysis/bench/reference.py); lower is faster

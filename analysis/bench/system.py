@@ -133,6 +133,17 @@ def _descendants(procs: dict[int, Proc], root: int) -> set[int]:
     return found
 
 
+def _ancestors(procs: dict[int, Proc], pid: int) -> set[int]:
+    """The processes that started `pid`, parent by parent, up to but not including init (pid 1): for a bench run
+    by bench.yml, the shell, Ansible's module wrapper and ansible-playbook, which poll and wait for it."""
+    found: set[int] = set()
+    parent = procs[pid].ppid if pid in procs else 0
+    while parent > 1 and parent not in found:
+        found.add(parent)
+        parent = procs[parent].ppid if parent in procs else 0
+    return found
+
+
 def classify(pid: int, comm: str, harness: set[int], serving_ids: tuple[str, ...], proc: Path = PROC,
              serving_pids: set[int] | frozenset[int] = frozenset()) -> str:
     """harness | serving | serving-path | other (only `other` competes with the measurement). A serving container
@@ -171,7 +182,10 @@ def activity(before: Snapshot, after: Snapshot, *, serving_ids: tuple[str, ...] 
         return round(100.0 * cores * ticks / total_ticks, 1)
 
     root = os.getpid() if harness_pid is None else harness_pid
-    harness = _descendants(after.procs, root) | _descendants(before.procs, root)
+    # the harness: the runner, what it started (ab, docker CLI calls) and what started it (ansible-playbook polls
+    # its task a few % of a core: counted as another process it made every quiet run look busy, issue 24)
+    harness = (_descendants(after.procs, root) | _descendants(before.procs, root)
+               | _ancestors(after.procs, root) | _ancestors(before.procs, root))
     servers = set().union(*(_descendants(after.procs, p) | _descendants(before.procs, p) for p in serving_pids))
     sums = {"harness": 0.0, "serving": 0.0, "serving-path": 0.0, "other": 0.0}
     busiest: list[dict[str, Any]] = []
