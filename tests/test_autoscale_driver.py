@@ -119,13 +119,13 @@ def kubectl_list(*items: dict) -> dict:
             "metadata": {"resourceVersion": "", "selfLink": ""}}
 
 
-def kubectl_platform(name: str = "function", **overrides) -> object:
-    settings = {
-        "url": "http://192.168.150.10/predict", "log_source": "kubectl", "kubectl_target": "--selector function=f",
-        "kubectl_namespace": "default", "kubectl_context": "kde-kubeless", "kubeconfig": "/tmp/kde-kubeless.yaml",
-        "restart": "kubectl-scale", "kubectl_deployment": "kde-function", "kubectl_selector": "function=kde-function",
-    }
-    settings.update(overrides)
+def kubectl_platform(name: str = "function", kubectl: dict | None = None, **overrides) -> object:
+    """A platform on its cluster; `kubectl` overrides keys of its kubectl group."""
+    group = {"target": "--selector function=f", "namespace": "default", "context": "kde-kubeless",
+             "kubeconfig": "/tmp/kde-kubeless.yaml", "deployment": "kde-function", "selector": "function=kde-function",
+             **(kubectl or {})}
+    settings = {"url": "http://192.168.150.10/predict", "log_source": "kubectl", "restart": "kubectl-scale",
+                "kubectl": group, **overrides}
     return _platform(name, with_kinds({name: {k: v for k, v in settings.items() if v is not ...}})[name])
 
 
@@ -175,8 +175,8 @@ def paper_like(**knobs) -> dict:
     data["platforms"] = {
         "function": kubectl_platform().to_dict(),
         "container": kubectl_platform("container", url="http://192.168.150.11:30081/predict",
-                                      kubectl_context="kde-kubernetes", kubeconfig="/tmp/kde-kubernetes.yaml",
-                                      kubectl_deployment="kde-app", kubectl_selector="app=kde-app").to_dict(),
+                                      kubectl={"context": "kde-kubernetes", "kubeconfig": "/tmp/kde-kubernetes.yaml",
+                                               "deployment": "kde-app", "selector": "app=kde-app"}).to_dict(),
     }
     return data
 
@@ -249,7 +249,7 @@ def paper_folder(tmp_path: Path, url: str | None = None) -> RunFolder:
     kubeconfig = tmp_path / "kde-kubeless.yaml"
     kubeconfig.write_text(KUBECONFIG_NOWHERE)
     for platform in data["platforms"].values():
-        platform["kubeconfig"] = str(kubeconfig)
+        platform["kubectl"]["kubeconfig"] = str(kubeconfig)
         platform["url"] = url or platform["url"]
     return create(tmp_path / "results", "20261129T200000Z", config_from_dict(data))
 
@@ -418,7 +418,7 @@ def test_without_an_hpa_the_step_does_not_run_and_stays_pending(run_folder, monk
 
 
 def test_the_step_refuses_a_platform_without_its_kubeconfig(run_folder):
-    Path(run_folder.config.platforms["container"].kubeconfig).unlink()
+    Path(run_folder.config.platforms["container"].kubectl.kubeconfig).unlink()
     result = subprocess.run([sys.executable, "-m", "analysis.bench", "autoscale", str(run_folder.path),
                              "--platform", "container"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "kde-kubeless.yaml does not exist" in result.stderr

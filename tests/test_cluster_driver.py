@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from analysis.bench.cluster import Action, Kubectl, clean_object, saved_path, start_actions, stop_actions
-from analysis.bench.config import ConfigError, _platform, config_from_dict, example_config, make_plan
+from analysis.bench.config import ConfigError, KubectlTarget, _platform, config_from_dict, example_config, make_plan
 from tests.conftest import ROOT
 
 VENV_BIN = Path(sys.executable).parent
@@ -51,14 +51,18 @@ def paper_platforms() -> dict[str, dict]:
     return json.loads(payload) if isinstance(payload, str) else payload
 
 
-def kubectl_platform(**overrides):
-    settings = {
-        "url": "http://192.168.122.10/predict", "log_source": "kubectl", "kubectl_target": "--selector function=f",
-        "kubectl_namespace": "default", "kubectl_context": "kde-kubeless", "kubeconfig": "/tmp/kde-kubeless.yaml",
-        "restart": ["kubectl-scale", "kubectl-redeploy"], "kubectl_deployment": "f", "kubectl_selector": "function=f",
-        "kubectl_redeploy": ["function/f", "httptrigger/f"],
-    }
-    settings.update(overrides)
+KUBECTL = {
+    "target": "--selector function=f", "namespace": "default", "context": "kde-kubeless",
+    "kubeconfig": "/tmp/kde-kubeless.yaml", "deployment": "f", "selector": "function=f",
+    "redeploy": ["function/f", "httptrigger/f"],
+}
+
+
+def kubectl_platform(kubectl: dict | None = None, **overrides):
+    """The function platform on its cluster; `kubectl` overrides keys of its kubectl group (... leaves one out)."""
+    group = {k: v for k, v in {**KUBECTL, **(kubectl or {})}.items() if v is not ...}
+    settings = {"url": "http://192.168.122.10/predict", "log_source": "kubectl",
+                "restart": ["kubectl-scale", "kubectl-redeploy"], "kubectl": group, **overrides}
     return _platform("function", {"kind": "kubeless", **{k: v for k, v in settings.items() if v is not ...}})
 
 
@@ -69,15 +73,18 @@ def test_paper_platforms_restart_through_kubectl_with_their_own_kubeconfig(paper
     assert function.restart_kinds == ("kubectl-scale", "kubectl-redeploy")
     assert container.restart_kinds == ("kubectl-scale", "kubectl-redeploy")
     # each cluster by its own kubeconfig and context, the ones the deploy phase writes (build/kubeconfig/<vm>.yaml)
-    assert function.kubeconfig.endswith("build/kubeconfig/kde-kubeless.yaml")
-    assert function.kubectl_context == "kde-kubeless"
-    assert container.kubeconfig.endswith("build/kubeconfig/kde-kubernetes.yaml")
-    assert container.kubectl_context == "kde-kubernetes"
+    assert function.kubectl.kubeconfig.endswith("build/kubeconfig/kde-kubeless.yaml")
+    assert function.kubectl.context == "kde-kubeless"
+    assert container.kubectl.kubeconfig.endswith("build/kubeconfig/kde-kubernetes.yaml")
+    assert container.kubectl.context == "kde-kubernetes"
     # the Function and its HTTPTrigger (both named after the function, roles/kubeless_function), in apply order
-    assert function.kubectl_redeploy == ("function/kde-function", "httptrigger/kde-function")
-    assert function.kubectl_deployment == "kde-function" and function.kubectl_selector == "function=kde-function"
-    assert container.kubectl_redeploy == ("deployment/kde-app",)
-    assert container.kubectl_selector == "app=kde-app"
+    assert function.kubectl.redeploy == ("function/kde-function", "httptrigger/kde-function")
+    assert function.kubectl.deployment == "kde-function" and function.kubectl.selector == "function=kde-function"
+    assert container.kubectl.redeploy == ("deployment/kde-app",)
+    assert container.kubectl.selector == "app=kde-app"
+    # issue 19: the inventory gives the kubectl settings as one group, no flat kubectl_* key
+    for settings in paper_platforms.values():
+        assert not [k for k in settings if k.startswith("kubectl_") or k == "kubeconfig"]
 
 
 def test_the_http_trigger_the_redeploy_applies_is_the_one_the_deploy_phase_renders(paper_platforms):
@@ -86,7 +93,7 @@ def test_the_http_trigger_the_redeploy_applies_is_the_one_the_deploy_phase_rende
     assert "function-name: {{ kubeless_function_name }}" in template
     defaults = yaml.safe_load((ROOT / "roles/kubeless_function/defaults/main.yml").read_text())
     assert defaults["kubeless_function_name"] == "{{ function_name | default('kde-function') }}"
-    assert "httptrigger/kde-function" in paper_platforms["function"]["kubectl_redeploy"]
+    assert "httptrigger/kde-function" in paper_platforms["function"]["kubectl"]["redeploy"]
 
 
 # --- kubectl argv ------------------------------------------------------------------------------------------------
@@ -96,7 +103,7 @@ def test_kubectl_always_names_kubeconfig_context_and_namespace():
         "kubectl", "--kubeconfig", "/tmp/kde-kubeless.yaml", "--context", "kde-kubeless", "--namespace", "default",
         "scale", "deployment/f", "--replicas=0",
     ]
-    kubectl = Kubectl.for_platform(kubectl_platform(kubectl_namespace=None, kubectl_bin="/usr/local/bin/kubectl"))
+    kubectl = Kubectl.for_platform(kubectl_platform({"namespace": None, "bin": "/usr/local/bin/kubectl"}))
     assert kubectl.argv("get", "pods") == ["/usr/local/bin/kubectl", "--kubeconfig", "/tmp/kde-kubeless.yaml",
                                            "--context", "kde-kubeless", "get", "pods"]
 
@@ -141,7 +148,7 @@ def test_redeploy_reapplies_the_function_then_its_http_trigger_once_the_service_
 
 def test_the_trigger_waits_for_the_service_of_the_function_it_points_at():
     saved = {"httptrigger/route": {"kind": "HTTPTrigger", "spec": {"function-name": "f"}}}
-    actions = start_actions(kubectl_platform(kubectl_redeploy=["function/f", "httptriggers.kubeless.io/route"]),
+    actions = start_actions(kubectl_platform({"redeploy": ["function/f", "httptriggers.kubeless.io/route"]}),
                             "kubectl-redeploy", {"httptriggers.kubeless.io/route": saved["httptrigger/route"]})
     assert verbs(actions) == ["apply function/f", "wait-exists service/f", "apply httptriggers.kubeless.io/route",
                               "wait-exists ingress/route"]
@@ -150,9 +157,9 @@ def test_the_trigger_waits_for_the_service_of_the_function_it_points_at():
 def test_the_apps_redeploy_applies_its_deployment_only():
     platform = _platform("container", {
         "kind": "container",
-        "url": "http://192.168.122.11:30081/predict", "kubectl_context": "kde-kubernetes", "kubeconfig": "/tmp/k.yaml",
-        "restart": "kubectl-redeploy", "kubectl_deployment": "kde-app", "kubectl_selector": "app=kde-app",
-        "kubectl_redeploy": ["deployment/kde-app"]})
+        "url": "http://192.168.122.11:30081/predict", "restart": "kubectl-redeploy",
+        "kubectl": {"context": "kde-kubernetes", "kubeconfig": "/tmp/k.yaml", "deployment": "kde-app",
+                    "selector": "app=kde-app", "redeploy": ["deployment/kde-app"]}})
     assert verbs(stop_actions(platform, "kubectl-redeploy")) == [
         "delete deployment/kde-app", "wait-gone deployment/kde-app", "wait-no-pods app=kde-app"]
     assert verbs(start_actions(platform, "kubectl-redeploy")) == ["apply deployment/kde-app"]
@@ -177,17 +184,21 @@ def test_saved_objects_can_be_created_again(tmp_path):
 
 # --- Configuration -----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("overrides", "message"), [
-    ({"kubeconfig": ...}, "restart 'kubectl-scale' needs 'kubeconfig'"),
-    ({"kubectl_context": ...}, "needs 'kubectl_context'"),
-    ({"restart": "kubectl-redeploy", "kubectl_redeploy": ...}, "restart 'kubectl-redeploy' needs 'kubectl_redeploy'"),
-    ({"restart": "kubectl-scale", "kubectl_selector": ...}, "needs 'kubectl_selector'"),
+    ({"kubectl": {"kubeconfig": ...}}, "restart 'kubectl-scale' needs 'kubectl.kubeconfig'"),
+    ({"kubectl": {"context": ...}}, "needs 'kubectl.context'"),
+    ({"restart": "kubectl-redeploy", "kubectl": {"redeploy": ...}},
+     "restart 'kubectl-redeploy' needs 'kubectl.redeploy'"),
+    ({"restart": "kubectl-scale", "kubectl": {"selector": ...}}, "needs 'kubectl.selector'"),
+    ({"kubectl": {"target": ...}}, "platforms.function: log_source 'kubectl' needs 'kubectl.target'"),
     ({"restart": ["docker", "kubectl-scale"]}, "a list holds only kubectl-scale, kubectl-redeploy, got 'docker'"),
     ({"restart": ["kubectl-scale", "kubectl-scale"]}, "lists a kind twice"),
     ({"restart": "kubectl-restart"}, "restart must be one of docker, kubectl-scale, kubectl-redeploy, none"),
     ({"restart": []}, "restart must be one of"),
-    ({"kubectl_redeploy": ["function"]}, "kubectl_redeploy must be a list of 'kind/name' objects"),
-    ({"kubectl_redeploy": "function/f"}, "kubectl_redeploy must be a list"),
-    ({"kubeconfig": ""}, "platforms.function.kubeconfig must be a non-empty string"),
+    ({"kubectl": {"redeploy": ["function"]}},
+     "platforms.function.kubectl.redeploy must be a list of 'kind/name' objects"),
+    ({"kubectl": {"redeploy": "function/f"}}, "platforms.function.kubectl.redeploy must be a list"),
+    ({"kubectl": {"kubeconfig": ""}}, "platforms.function.kubectl.kubeconfig must be a non-empty string"),
+    ({"kubectl": {"bin": 7}}, "platforms.function.kubectl.bin must be a non-empty string or null, got 7"),
 ])
 def test_a_wrong_kubectl_platform_is_refused_with_the_key_named(overrides, message):
     with pytest.raises(ConfigError) as excinfo:
@@ -200,6 +211,111 @@ def test_one_restart_in_a_list_is_that_restart_and_the_config_survives_the_manif
     platform = kubectl_platform()
     again = _platform("function", json.loads(json.dumps(platform.to_dict())))
     assert again == platform and again.to_dict()["restart"] == ["kubectl-scale", "kubectl-redeploy"]
+
+
+# --- The kubectl group (issue 19) ----------------------------------------------------------------------------------
+# The function platform on its cluster as the paper inventory renders it, in the nested form, and the same platform
+# as a manifest.json written before the group carries it: every flat key, the container's at null or default.
+PAPER_FUNCTION = {
+    "kind": "kubeless", "url": "http://192.168.150.10/predict", "log_source": "kubectl", "resource_source": "none",
+    "restart": ["kubectl-scale", "kubectl-redeploy"],
+}
+NESTED = {
+    "kubeconfig": "/p/build/kubeconfig/kde-kubeless.yaml", "context": "kde-kubeless", "namespace": "default",
+    "bin": "/p/build/bin/kubectl", "target": "--selector function=kde-function", "deployment": "kde-function",
+    "selector": "function=kde-function", "redeploy": ["function/kde-function", "httptrigger/kde-function"],
+}
+FLAT = {
+    "kubectl_target": "--selector function=kde-function", "kubectl_namespace": "default",
+    "kubectl_context": "kde-kubeless", "kubeconfig": "/p/build/kubeconfig/kde-kubeless.yaml",
+    "kubectl_bin": "/p/build/bin/kubectl", "kubectl_deployment": "kde-function",
+    "kubectl_selector": "function=kde-function",
+    "kubectl_redeploy": ["function/kde-function", "httptrigger/kde-function"],
+}
+FLAT_UNUSED = {  # what an old manifest holds for a platform that did not use kubectl
+    "kubectl_target": None, "kubectl_namespace": None, "kubectl_context": None, "kubeconfig": None,
+    "kubectl_bin": "kubectl", "kubectl_deployment": None, "kubectl_selector": None, "kubectl_redeploy": [],
+}
+LOCAL_CONTAINER = {"kind": "container", "url": "http://127.0.0.1:30081/predict", "container": "kde-app"}
+EXPECTED_GROUP = KubectlTarget(
+    target="--selector function=kde-function", namespace="default", context="kde-kubeless",
+    kubeconfig="/p/build/kubeconfig/kde-kubeless.yaml", bin="/p/build/bin/kubectl", deployment="kde-function",
+    selector="function=kde-function", redeploy=("function/kde-function", "httptrigger/kde-function"),
+)
+
+
+def two_platforms(function: dict, container: dict, **knobs) -> dict:
+    return {"profile": "paper", "config": {"coldstart_repetitions": 0, **knobs},
+            "platforms": {"function": function, "container": container}}
+
+
+def test_the_nested_kubectl_group_loads_and_is_what_the_manifest_writes():
+    config = config_from_dict(two_platforms({**PAPER_FUNCTION, "kubectl": NESTED}, LOCAL_CONTAINER))
+    assert config.platforms["function"].kubectl == EXPECTED_GROUP
+    assert config.platforms["container"].kubectl is None
+    written = config.platforms["function"].to_dict()
+    assert written["kubectl"] == {
+        "target": "--selector function=kde-function", "namespace": "default", "context": "kde-kubeless",
+        "kubeconfig": "/p/build/kubeconfig/kde-kubeless.yaml", "bin": "/p/build/bin/kubectl",
+        "deployment": "kde-function", "selector": "function=kde-function",
+        "redeploy": ["function/kde-function", "httptrigger/kde-function"],
+    }
+    assert not [k for k in written if k.startswith("kubectl_") or k == "kubeconfig"]
+    assert "kubectl" not in config.platforms["container"].to_dict()  # a local platform has no kubectl keys at all
+    # a group that gives only some keys keeps the others' defaults
+    only = config_from_dict(two_platforms({**PAPER_FUNCTION, "restart": "none", "kubectl": {"target": "-l f=g"}},
+                                          LOCAL_CONTAINER))
+    assert only.platforms["function"].kubectl == KubectlTarget(target="-l f=g", bin="kubectl", redeploy=())
+
+
+def test_an_old_manifests_flat_kubectl_keys_load_into_the_same_group():
+    old = two_platforms({**PAPER_FUNCTION, **FLAT}, {**LOCAL_CONTAINER, **FLAT_UNUSED})
+    config = config_from_dict(old)
+    assert config.platforms["function"].kubectl == EXPECTED_GROUP
+    assert config.platforms["container"].kubectl is None  # its keys were all null or default: no group
+    assert config.platforms["container"].restart == "docker"
+    nested = config_from_dict(two_platforms({**PAPER_FUNCTION, "kubectl": NESTED}, LOCAL_CONTAINER))
+    assert config.platforms == nested.platforms
+    # a wrong old value is named by its old key
+    with pytest.raises(ConfigError, match=r"platforms\.function\.kubectl_context must be a non-empty string"):
+        config_from_dict(two_platforms({**PAPER_FUNCTION, **FLAT, "kubectl_context": ""}, LOCAL_CONTAINER))
+
+
+@pytest.mark.parametrize(("function", "container", "knobs", "message"), [
+    # both forms at once
+    ({**PAPER_FUNCTION, "kubectl": NESTED, "kubectl_context": "kde-kubeless"}, LOCAL_CONTAINER, {},
+     "platforms.function: 'kubectl' and the flat key(s) kubectl_context are both given"),
+    ({**PAPER_FUNCTION, "kubectl": NESTED, "kubeconfig": "/p/k.yaml"}, LOCAL_CONTAINER, {},
+     "platforms.function: 'kubectl' and the flat key(s) kubeconfig are both given"),
+    # an unknown key in the group, the old prefixed names included
+    ({**PAPER_FUNCTION, "kubectl": {**NESTED, "namespaces": "default"}}, LOCAL_CONTAINER, {},
+     "platforms.function.kubectl: unknown keys ['namespaces']"),
+    ({**PAPER_FUNCTION, "kubectl": {**NESTED, "kubectl_context": "kde-kubeless"}}, LOCAL_CONTAINER, {},
+     "platforms.function.kubectl: unknown keys ['kubectl_context']; known: target, namespace, context, kubeconfig, "
+     "bin, deployment, selector, redeploy (inside the group the keys have no kubectl_ prefix)"),
+    ({**PAPER_FUNCTION, "kubectl": "kde-kubeless"}, LOCAL_CONTAINER, {},
+     "platforms.function.kubectl must be an object"),
+    # a group on a platform where nothing uses kubectl: docker logs, docker restart, no autoscaling
+    ({**PAPER_FUNCTION, "kubectl": NESTED}, {**LOCAL_CONTAINER, "kubectl": {"context": "kde-kubernetes"}}, {},
+     "platforms.container.kubectl: nothing of platform 'container' uses kubectl"),
+    ({**PAPER_FUNCTION, "kubectl": NESTED}, {**LOCAL_CONTAINER, "kubectl_context": "kde-kubernetes"}, {},
+     "platforms.container.kubectl: nothing of platform 'container' uses kubectl"),
+    ({**PAPER_FUNCTION, "kubectl": NESTED}, {**LOCAL_CONTAINER, "kubectl": {}}, {"autoscale_platforms": ["function"]},
+     "platforms.container.kubectl: nothing of platform 'container' uses kubectl"),
+])
+def test_a_wrong_kubectl_group_is_refused_with_the_platform_named(function, container, knobs, message):
+    with pytest.raises(ConfigError) as excinfo:
+        config_from_dict(two_platforms(function, container, **knobs))
+    assert message in str(excinfo.value)
+
+
+def test_the_autoscaling_run_alone_is_a_use_of_the_group():
+    container = {**LOCAL_CONTAINER, "kubectl": {"kubeconfig": "/p/k.yaml", "context": "kde-kubernetes",
+                                                "deployment": "kde-app"}}
+    config = config_from_dict(two_platforms({**PAPER_FUNCTION, "kubectl": NESTED}, container,
+                                            autoscale_platforms=["container"]))
+    assert config.platforms["container"].kubectl == KubectlTarget(kubeconfig="/p/k.yaml", context="kde-kubernetes",
+                                                                  deployment="kde-app")
 
 
 def test_the_plan_runs_each_kubectl_restart_as_its_own_series_and_leaves_docker_as_it_was():

@@ -318,7 +318,7 @@ def test_bench_platforms_of_the_paper_inventory_are_valid_bench_config():
     platforms = inventory_value("{'function': bench_function_platform, 'container': bench_container_platform}")
     for name, settings in platforms.items():
         platform = _platform(name, settings)
-        assert platform.log_source == "kubectl" and platform.kubectl_context in {"kde-kubeless", "kde-kubernetes"}
+        assert platform.log_source == "kubectl" and platform.kubectl.context in {"kde-kubeless", "kde-kubernetes"}
     assert platforms["function"]["url"] == "http://192.168.150.10/predict"
     assert platforms["container"]["url"] == "http://192.168.150.11:30081/predict"
 

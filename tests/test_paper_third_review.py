@@ -304,8 +304,8 @@ def test_4_changed_hpa_is_deleted_first_and_the_trigger_waits_for_the_service(tm
 # `kubectl logs --all-containers` appeared in 1.11 (kubernetes @ v1.11.0 : pkg/kubectl/cmd/logs.go).
 def test_5_the_drivers_use_a_pinned_kubectl_within_the_servers_skew():
     values = inventory_value(
-        "[paper_driver_kubectl_version, paper_driver_kubectl_checksum, bench_function_platform.kubectl_bin,"
-        " bench_container_platform.kubectl_bin, paper_driver_kubectl_dir]")
+        "[paper_driver_kubectl_version, paper_driver_kubectl_checksum, bench_function_platform.kubectl.bin,"
+        " bench_container_platform.kubectl.bin, paper_driver_kubectl_dir]")
     version, checksum, function_bin, container_bin, folder = values
     server = yaml.safe_load((ROOT / "roles/minikube/defaults/main.yml").read_text())["minikube_kubernetes_version"]
     minor = int(version.split(".")[1])

@@ -231,15 +231,16 @@ def _platform_step_parsers(sub: Any) -> None:  # nowarmup, bodylimit (issue 11),
                        help="ab load on a cluster platform while its HPA scales; replicas over time",
                        description="The paper profile's autoscaling run (a plan item for each platform of "
                                    "autoscale_platforms): look for the platform's HorizontalPodAutoscaler (named "
-                                   "after kubectl_deployment; without it the step does not run and stays pending), "
+                                   "after kubectl.deployment; without it the step does not run and stays pending), "
                                    "then run ab at autoscale_concurrency for autoscale_duration_s (at most "
                                    "run_timeout_s) while the Deployment's and the HPA's replica counts and CPU "
-                                   "utilisation are read through kubectl (the platform's kubeconfig, context and "
-                                   "namespace) every autoscale_sample_interval_s, and for autoscale_tail_s after the "
-                                   "load. Writes raw/autoscale-<platform>-c<C>/ (autoscale.jsonl, hpa.json, ab's "
-                                   "files, done.json); finalize makes autoscale.csv of it.")
+                                   "utilisation are read through kubectl (the platform's kubectl group: "
+                                   "kubeconfig, context and namespace) every autoscale_sample_interval_s, and for "
+                                   "autoscale_tail_s after the load. Writes raw/autoscale-<platform>-c<C>/ "
+                                   "(autoscale.jsonl, hpa.json, ab's files, done.json); finalize makes "
+                                   "autoscale.csv of it.")
     p.add_argument("--platform", required=True,
-                   help="which platform (it needs kubeconfig, kubectl_context and kubectl_deployment)")
+                   help="which platform (it needs kubectl.kubeconfig, kubectl.context and kubectl.deployment)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,10 +2,10 @@
 Deployment scaled 0 -> 1) and `kubectl-redeploy` (the platform's objects deleted and applied again).
 
 Every kubectl command names its cluster explicitly (`--kubeconfig`, `--context`, `--namespace` from the
-platform's configuration), so a cold start never acts on whatever context happens to be current. A restart
-is written as an ordered list of actions (`stop_actions`, `start_actions`) before anything runs; the runner
-executes them, times them, and records each command with its outcome in coldstart.json. The list is also
-what the tests check, since no cluster runs on our machines.
+platform's kubectl group, platforms.<name>.kubectl), so a cold start never acts on whatever context happens
+to be current. A restart is written as an ordered list of actions (`stop_actions`, `start_actions`) before
+anything runs; the runner executes them, times them, and records each command with its outcome in
+coldstart.json. The list is also what the tests check, since no cluster runs on our machines.
 
 Why the redeploy re-applies more than the Function: deleting a Function makes the http-trigger controller
 delete every HTTPTrigger that points at it (kubeless/http-trigger v1.0.0-alpha.9,
@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analysis.bench.config import KUBECTL_RESTARTS, PlatformConfig
+from analysis.bench.config import KUBECTL_RESTARTS, KubectlTarget, PlatformConfig
 
 KUBECTL_TIMEOUT_S = 120
 POLL_S = 0.2  # between two kubectl polls of a wait (each is a kubectl process of its own, ~0.1-0.3 s)
@@ -42,6 +42,13 @@ class ClusterError(RuntimeError):
     """kubectl cannot do what the cold start needs (no kubeconfig, an object missing before the restart)."""
 
 
+def kubectl_group(platform: PlatformConfig) -> KubectlTarget:
+    """The platform's kubectl settings; a platform without the group cannot be reached through kubectl."""
+    if platform.kubectl is None:
+        raise ClusterError(f"platform {platform.name!r} has no kubectl settings (platforms.{platform.name}.kubectl)")
+    return platform.kubectl
+
+
 @dataclass(frozen=True)
 class Kubectl:
     """kubectl bound to one cluster, context and namespace: `binary` and the global flags that name them."""
@@ -51,12 +58,13 @@ class Kubectl:
 
     @classmethod
     def for_platform(cls, platform: PlatformConfig) -> Kubectl:
-        if not platform.kubeconfig or not platform.kubectl_context:
-            raise ClusterError(f"platform {platform.name!r}: kubectl needs 'kubeconfig' and 'kubectl_context'")
-        flags = ["--kubeconfig", platform.kubeconfig, "--context", platform.kubectl_context]
-        if platform.kubectl_namespace:
-            flags += ["--namespace", platform.kubectl_namespace]
-        return cls(platform.kubectl_bin, tuple(flags))
+        group = kubectl_group(platform)
+        if not group.kubeconfig or not group.context:
+            raise ClusterError(f"platform {platform.name!r}: kubectl needs 'kubectl.kubeconfig' and 'kubectl.context'")
+        flags = ["--kubeconfig", group.kubeconfig, "--context", group.context]
+        if group.namespace:
+            flags += ["--namespace", group.namespace]
+        return cls(group.bin, tuple(flags))
 
     def argv(self, *args: str) -> list[str]:
         return [self.binary, *self.cluster_flags, *args]
@@ -67,7 +75,7 @@ class Kubectl:
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
         except FileNotFoundError:
-            return CommandResult(argv, None, "", f"{self.binary} is not on PATH (platforms.*.kubectl_bin)", 0.0)
+            return CommandResult(argv, None, "", f"{self.binary} is not on PATH (platforms.*.kubectl.bin)", 0.0)
         except subprocess.TimeoutExpired:
             return CommandResult(argv, None, "", f"took over {timeout:.0f} s", timeout * 1000.0)
         return CommandResult(argv, proc.returncode, proc.stdout, proc.stderr,
@@ -116,17 +124,18 @@ def _name(obj: str) -> str:
 
 def stop_actions(platform: PlatformConfig, restart: str) -> list[Action]:
     """What takes the platform down before the clock starts; it ends when no pod is left."""
+    group = kubectl_group(platform)
     if restart == "kubectl-scale":
-        return [Action("scale", f"deployment/{platform.kubectl_deployment}", replicas=0),
-                Action("wait-no-pods", str(platform.kubectl_selector))]
+        return [Action("scale", f"deployment/{group.deployment}", replicas=0),
+                Action("wait-no-pods", str(group.selector))]
     if restart == "kubectl-redeploy":
-        objects = list(reversed(platform.kubectl_redeploy))  # the trigger before the function it points at
+        objects = list(reversed(group.redeploy))  # the trigger before the function it points at
         actions = [Action("delete", obj) for obj in objects]
         actions += [Action("wait-gone", obj) for obj in objects]
-        deployment = f"deployment/{platform.kubectl_deployment}"
+        deployment = f"deployment/{group.deployment}"
         if deployment not in objects:  # the Function's Deployment, removed by the controller / garbage collector
             actions.append(Action("wait-gone", deployment))
-        actions.append(Action("wait-no-pods", str(platform.kubectl_selector)))
+        actions.append(Action("wait-no-pods", str(group.selector)))
         return actions
     raise ClusterError(f"restart {restart!r} is not a kubectl restart ({', '.join(KUBECTL_RESTARTS)})")
 
@@ -138,13 +147,14 @@ def start_actions(platform: PlatformConfig, restart: str, saved: dict[str, dict[
     For a redeploy `saved` holds the objects as they were before the delete (`save_objects`); an HTTPTrigger
     is applied only once the Service of its function exists, and is followed by a wait for its Ingress.
     """
+    group = kubectl_group(platform)
     if restart == "kubectl-scale":
-        return [Action("scale", f"deployment/{platform.kubectl_deployment}", replicas=1)]
+        return [Action("scale", f"deployment/{group.deployment}", replicas=1)]
     if restart != "kubectl-redeploy":
         raise ClusterError(f"restart {restart!r} is not a kubectl restart ({', '.join(KUBECTL_RESTARTS)})")
     saved = saved or {}
     actions = []
-    for obj in platform.kubectl_redeploy:
+    for obj in group.redeploy:
         if _kind(obj) == "httptrigger":
             function = ((saved.get(obj) or {}).get("spec") or {}).get("function-name") or _name(obj)
             actions.append(Action("wait-exists", f"service/{function}",
@@ -180,8 +190,9 @@ def saved_path(out_dir: Path, obj: str) -> Path:
 # ---------------------------------------------------------------------------------------------- executor
 def check_kubeconfig(platform: PlatformConfig) -> None:
     """The kubeconfig must be there before a cold start touches anything."""
-    if not platform.kubeconfig or not Path(platform.kubeconfig).is_file():
-        raise ClusterError(f"platform {platform.name!r}: kubeconfig {platform.kubeconfig} does not exist (the paper "
+    kubeconfig = platform.kubectl.kubeconfig if platform.kubectl else None
+    if not kubeconfig or not Path(kubeconfig).is_file():
+        raise ClusterError(f"platform {platform.name!r}: kubeconfig {kubeconfig} does not exist (the paper "
                            "profile's deploy phase writes build/kubeconfig/<vm>.yaml: ansible-playbook -i "
                            "inventory/paper site.yml --tags deploy)")
 
@@ -208,7 +219,7 @@ class ClusterRestart:
         if self.restart != "kubectl-redeploy":
             return
         (self.out_dir / SAVED_DIR).mkdir(parents=True, exist_ok=True)
-        for obj in self.platform.kubectl_redeploy:
+        for obj in kubectl_group(self.platform).redeploy:
             result = self._run("save", obj, "get", obj, "--output", "json")
             if result.returncode != 0:
                 raise ClusterError(f"platform {self.platform.name!r}: cannot read {obj} before deleting it "

@@ -14,6 +14,16 @@ The configuration is one JSON object (bench.yml renders it from its variables):
       "docker_host": "unix:///var/run/docker.sock"      # optional: else $DOCKER_HOST, else this default
     }
 
+A platform reached through kubectl (the paper profile's clusters) has its kubectl settings in one group, which
+no other platform has (KubectlTarget; the flat kubectl_* keys of older manifests are still read):
+
+        "function": {"kind": "kubeless", "url": "http://192.168.150.10/predict", "log_source": "kubectl",
+                     "restart": ["kubectl-scale", "kubectl-redeploy"],
+                     "kubectl": {"kubeconfig": "build/kubeconfig/kde-kubeless.yaml", "context": "kde-kubeless",
+                                 "namespace": "default", "target": "--selector function=kde-function",
+                                 "deployment": "kde-function", "selector": "function=kde-function",
+                                 "redeploy": ["function/kde-function", "httptrigger/kde-function"]}}
+
 `python -m analysis.bench example-config` prints a complete one for the local profile. The plan orders
 the steps so drift hits both platforms alike: a discarded warm-up per platform, then for each repetition
 and each concurrency both platforms, their order alternating between repetitions; then the latency probe and
@@ -99,7 +109,7 @@ DEFAULTS: dict[str, Any] = {
     "autoscale_duration_s": 300,  # seconds of load (ab is stopped then; run_timeout_s bounds it too)
     "autoscale_sample_interval_s": 5.0,  # seconds between two samples of the Deployment and its HPA
     "autoscale_tail_s": 60,  # sampling after the load, to see the scale-down start (the 1.10 HPA waits 5 min)
-    "autoscale_platforms": [],  # platforms with a kubeconfig to run it on ([] skips it; the paper inventory sets both)
+    "autoscale_platforms": [],  # platforms with a kubectl group to run on ([] skips it; the paper inventory sets both)
 }
 
 LOG_SOURCES = ("docker", "kubectl", "file", "none")
@@ -126,6 +136,42 @@ NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,39}")
 
 
 @dataclass(frozen=True)
+class KubectlTarget:
+    """How the driver reaches a platform through kubectl (the paper profile's clusters): platforms.<name>.kubectl.
+
+    Every kubectl command names its cluster explicitly (`kubeconfig`, `context`, `namespace`), never the current
+    context. target: what `kubectl logs` reads (log_source kubectl), e.g. "--selector function=kde-function";
+    bin: the kubectl binary; deployment: the Deployment that serves the platform (kubectl-scale, the autoscaling
+    run); selector: the label selector of its pods, e.g. "function=kde-function"; redeploy: the "kind/name"
+    objects kubectl-redeploy deletes and applies again, in apply order.
+    """
+
+    target: str | None = None
+    namespace: str | None = None
+    context: str | None = None
+    kubeconfig: str | None = None
+    bin: str = "kubectl"
+    deployment: str | None = None
+    selector: str | None = None
+    redeploy: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["redeploy"] = list(self.redeploy)
+        return data
+
+
+KUBECTL_KEYS = tuple(KubectlTarget.__dataclass_fields__)
+# The flat keys platforms had before the kubectl group (issue 19); manifests of older runs carry them, every one of
+# them, at their defaults on the platforms that did not use kubectl. They are read into the group.
+LEGACY_KUBECTL_KEYS = {
+    "kubectl_target": "target", "kubectl_namespace": "namespace", "kubectl_context": "context",
+    "kubeconfig": "kubeconfig", "kubectl_bin": "bin", "kubectl_deployment": "deployment",
+    "kubectl_selector": "selector", "kubectl_redeploy": "redeploy",
+}
+
+
+@dataclass(frozen=True)
 class PlatformConfig:
     """One serving platform as the benchmark reaches and observes it.
 
@@ -134,10 +180,11 @@ class PlatformConfig:
     `pid`'s cgroup), `docker` (Engine API stats, at most once a second), `auto` (cgroup if readable, else
     docker), `proc` (/proc of `pid` and its children), or `none`.
     restart: how a cold start restarts it: `docker` (`docker stop` + `docker start` of `container`),
-    `kubectl-scale` (the Deployment `kubectl_deployment` scaled to 0 until no pod of `kubectl_selector` is
-    left, then to 1), `kubectl-redeploy` (the objects of `kubectl_redeploy`, e.g. the Function and its
+    `kubectl-scale` (the Deployment `kubectl.deployment` scaled to 0 until no pod of `kubectl.selector` is
+    left, then to 1), `kubectl-redeploy` (the objects of `kubectl.redeploy`, e.g. the Function and its
     HTTPTrigger, deleted and applied again), a list of kubectl kinds (each is its own cold-start series), or
-    `none` (no cold starts). kubectl always runs with the explicit `kubeconfig` and `kubectl_context`.
+    `none` (no cold starts). kubectl: the settings of a platform reached through kubectl (KubectlTarget), None
+    for every other; kubectl always runs with its explicit `kubeconfig` and `context`.
     """
 
     name: str
@@ -151,17 +198,10 @@ class PlatformConfig:
     metrics_url: str | None = None
     log_source: str = "none"
     log_file: str | None = None
-    kubectl_target: str | None = None  # e.g. "deployment/yelp-classifier" or "-l function=yelp"
-    kubectl_namespace: str | None = None
-    kubectl_context: str | None = None
     resource_source: str = "none"
     pid: int | None = None
     restart: str | tuple[str, ...] = "none"
-    kubeconfig: str | None = None  # kubectl --kubeconfig of the kubectl restarts and logs
-    kubectl_bin: str = "kubectl"
-    kubectl_deployment: str | None = None  # the Deployment that serves the platform (kubectl-scale)
-    kubectl_selector: str | None = None  # label selector of its pods, e.g. "function=kde-function"
-    kubectl_redeploy: tuple[str, ...] = ()  # "kind/name" objects deleted and applied again, in apply order
+    kubectl: KubectlTarget | None = None  # issue 19: only a platform reached through kubectl has the group
     # issue 11: the local ingress's folder (access.log, error.log, nginx.pid): its lines of each run are kept
     ingress_dir: str | None = None
     # A platform that cannot take the whole matrix (OpenFaaS's classic watchdog loads the model per request):
@@ -179,9 +219,12 @@ class PlatformConfig:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         del data["name"]
-        for key in ("restart", "kubectl_redeploy"):
-            if isinstance(data[key], tuple):
-                data[key] = list(data[key])
+        if isinstance(data["restart"], tuple):
+            data["restart"] = list(data["restart"])
+        if self.kubectl is None:  # a platform's settings hold only what applies to it
+            del data["kubectl"]
+        else:
+            data["kubectl"] = self.kubectl.to_dict()
         return data
 
     @property
@@ -260,6 +303,7 @@ def config_from_dict(data: Any) -> BenchConfig:
         platforms[name] = _platform(name, settings)
     _check_roles(platforms)
     knobs = _knobs(data.get("config") or {}, list(platforms))
+    _check_kubectl_use(platforms, knobs)
     versions = data.get("versions") or {}
     if not isinstance(versions, dict):
         raise ConfigError("'versions' must be an object of name -> version string")
@@ -286,6 +330,18 @@ def _check_roles(platforms: dict[str, PlatformConfig]) -> None:
         if p.via is not None and (p.via not in platforms or p.via == name or platforms[p.via].via is not None):
             raise ConfigError(f"platforms.{name}.via must name another platform of this run that is not itself "
                               f"reached via one, got {p.via!r}")
+
+
+def _check_kubectl_use(platforms: dict[str, PlatformConfig], knobs: dict[str, Any]) -> None:
+    """A kubectl group only where something uses it: kubectl logs, a kubectl restart or the autoscaling run."""
+    for name, p in platforms.items():
+        if p.kubectl is None or p.log_source == "kubectl" or name in knobs["autoscale_platforms"] or any(
+                kind in KUBECTL_RESTARTS for kind in p.restart_kinds):
+            continue
+        raise ConfigError(f"platforms.{name}.kubectl: nothing of platform {name!r} uses kubectl (log_source "
+                          f"{p.log_source!r}, restart {p.restart!r}, not in autoscale_platforms); leave the group "
+                          f"out, or set log_source kubectl or a kubectl restart "
+                          f"({', '.join(KUBECTL_RESTARTS)})")
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -457,7 +513,7 @@ def _platform(name: str, settings: Any) -> PlatformConfig:
     if not isinstance(settings, dict):
         raise ConfigError(f"platforms.{name} must be an object with at least 'url'")
     known = set(PlatformConfig.__dataclass_fields__) - {"name"}
-    unknown = set(settings) - known
+    unknown = set(settings) - known - set(LEGACY_KUBECTL_KEYS)
     if unknown:
         raise ConfigError(f"platforms.{name}: unknown keys {sorted(unknown)}; known: {', '.join(sorted(known))}")
     url = settings.get("url")
@@ -480,8 +536,10 @@ def _platform(name: str, settings: Any) -> PlatformConfig:
     role = settings.get("role") or kind.role
     if role not in kinds.ROLES:
         raise ConfigError(f"platforms.{name}.role must be one of {', '.join(kinds.ROLES)}, got {role!r}")
-    settings = {**settings, "kind": kind.name, "role": role, "label": settings.get("label") or kind.label,
-                "server_time_metric": settings.get("server_time_metric", kind.server_time_metric)}
+    group = _kubectl_group(name, settings)
+    settings = {**{k: v for k, v in settings.items() if k not in LEGACY_KUBECTL_KEYS},
+                "kind": kind.name, "role": role, "label": settings.get("label") or kind.label,
+                "server_time_metric": settings.get("server_time_metric", kind.server_time_metric), "kubectl": group}
     container = settings.get("container")
     defaults: dict[str, Any] = {
         "log_source": "docker" if container else "none",
@@ -491,11 +549,6 @@ def _platform(name: str, settings: Any) -> PlatformConfig:
     }
     merged = {**defaults, **{k: v for k, v in settings.items() if v is not None or k == "metrics_url"}}
     merged["restart"] = _restart(name, merged["restart"])
-    merged["kubectl_redeploy"] = _kubectl_objects(name, merged.get("kubectl_redeploy", ()))
-    for key in ("kubeconfig", "kubectl_bin", "kubectl_context", "kubectl_namespace", "kubectl_deployment",
-                "kubectl_selector"):
-        if key in merged and (not isinstance(merged[key], str) or not merged[key].strip()):
-            raise ConfigError(f"platforms.{name}.{key} must be a non-empty string or null, got {merged[key]!r}")
     for key in ("max_concurrency", "requests_per_run"):
         value = merged.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
@@ -509,7 +562,7 @@ def _platform(name: str, settings: Any) -> PlatformConfig:
     needs = {
         ("log_source", "docker"): ("container", platform.container),
         ("log_source", "file"): ("log_file", platform.log_file),
-        ("log_source", "kubectl"): ("kubectl_target", platform.kubectl_target),
+        ("log_source", "kubectl"): ("kubectl.target", platform.kubectl and platform.kubectl.target),
         ("resource_source", "docker"): ("container", platform.container),
         ("resource_source", "auto"): ("container", platform.container),
         ("resource_source", "proc"): ("pid", platform.pid),
@@ -519,12 +572,12 @@ def _platform(name: str, settings: Any) -> PlatformConfig:
         if getattr(platform, key) == value and not present:
             raise ConfigError(f"platforms.{name}: {key} {value!r} needs '{needed}'")
     kubectl_needs = {
-        "kubectl-scale": ("kubeconfig", "kubectl_context", "kubectl_deployment", "kubectl_selector"),
-        "kubectl-redeploy": ("kubeconfig", "kubectl_context", "kubectl_deployment", "kubectl_selector",
-                             "kubectl_redeploy"),
+        "kubectl-scale": ("kubeconfig", "context", "deployment", "selector"),
+        "kubectl-redeploy": ("kubeconfig", "context", "deployment", "selector", "redeploy"),
     }
     for kind in platform.restart_kinds:
-        missing = [key for key in kubectl_needs.get(kind, ()) if not getattr(platform, key)]
+        missing = [f"kubectl.{key}" for key in kubectl_needs.get(kind, ())
+                   if platform.kubectl is None or not getattr(platform.kubectl, key)]
         if missing:
             raise ConfigError(f"platforms.{name}: restart {kind!r} needs {', '.join(repr(k) for k in missing)} "
                               "(kubectl runs only with an explicit kubeconfig and context, never the current one)")
@@ -550,12 +603,47 @@ def _restart(name: str, value: Any) -> str | tuple[str, ...]:
     return value[0] if len(value) == 1 else tuple(value)
 
 
-def _kubectl_objects(name: str, value: Any) -> tuple[str, ...]:
+def _kubectl_group(name: str, settings: dict[str, Any]) -> KubectlTarget | None:
+    """The platform's kubectl group: the object under `kubectl`, or the flat kubectl_* keys and `kubeconfig` of
+    configurations and manifests written before the group (LEGACY_KUBECTL_KEYS), never both."""
+    flat = sorted(k for k in settings if k in LEGACY_KUBECTL_KEYS)
+    nested = settings.get("kubectl")
+    if nested is not None and flat:
+        raise ConfigError(f"platforms.{name}: 'kubectl' and the flat key(s) {', '.join(flat)} are both given; put "
+                          f"every kubectl setting into the group 'kubectl' ({', '.join(KUBECTL_KEYS)})")
+    if nested is None:
+        values = {LEGACY_KUBECTL_KEYS[k]: settings[k] for k in flat if settings[k] is not None}
+        group = _kubectl_target(values, {LEGACY_KUBECTL_KEYS[k]: f"platforms.{name}.{k}" for k in flat})
+        return None if group == KubectlTarget() else group  # an old manifest's platform that did not use kubectl
+    if not isinstance(nested, dict):
+        raise ConfigError(f"platforms.{name}.kubectl must be an object with the keys {', '.join(KUBECTL_KEYS)}, "
+                          f"got {nested!r}")
+    unknown = sorted(set(nested) - set(KUBECTL_KEYS))
+    if unknown:
+        hint = " (inside the group the keys have no kubectl_ prefix)" if any(
+            k in LEGACY_KUBECTL_KEYS for k in unknown) else ""
+        raise ConfigError(f"platforms.{name}.kubectl: unknown keys {unknown}; known: {', '.join(KUBECTL_KEYS)}"
+                          f"{hint}")
+    return _kubectl_target({k: v for k, v in nested.items() if v is not None},
+                           {k: f"platforms.{name}.kubectl.{k}" for k in KUBECTL_KEYS})
+
+
+def _kubectl_target(values: dict[str, Any], paths: dict[str, str]) -> KubectlTarget:
+    """The group of `values` (group key -> value, nulls left out); `paths` names each key in messages."""
+    for key in ("target", "namespace", "context", "kubeconfig", "bin", "deployment", "selector"):
+        if key in values and (not isinstance(values[key], str) or not values[key].strip()):
+            raise ConfigError(f"{paths[key]} must be a non-empty string or null, got {values[key]!r}")
+    if "redeploy" in values:
+        values = {**values, "redeploy": _kubectl_objects(paths["redeploy"], values["redeploy"])}
+    return KubectlTarget(**values)
+
+
+def _kubectl_objects(path: str, value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list | tuple) or not all(
             isinstance(v, str) and v.count("/") == 1 and all(v.split("/")) for v in value):
-        raise ConfigError(f"platforms.{name}.kubectl_redeploy must be a list of 'kind/name' objects in the order "
+        raise ConfigError(f"{path} must be a list of 'kind/name' objects in the order "
                           f"they are applied, e.g. ['function/kde-function', 'httptrigger/kde-function'], "
                           f"got {value!r}")
     return tuple(value)
@@ -657,11 +745,10 @@ def autoscale_run_key(platform: str, concurrency: int) -> str:
 
 def autoscale_platforms(config: BenchConfig) -> list[str]:
     """The platforms the autoscaling experiment runs on: chosen by autoscale_platforms and reachable by kubectl
-    (a kubeconfig, a context and the Deployment the HPA scales), in the configuration's order."""
+    (a kubectl group with a kubeconfig, a context and the Deployment the HPA scales), in the configuration's order."""
     chosen = config.knobs["autoscale_platforms"]
-    return [p for p in config.platforms if p in chosen
-            and all((config.platforms[p].kubeconfig, config.platforms[p].kubectl_context,
-                     config.platforms[p].kubectl_deployment))]
+    return [p for p in config.platforms if p in chosen and (group := config.platforms[p].kubectl) is not None
+            and all((group.kubeconfig, group.context, group.deployment))]
 
 
 def coldstart_run_key(platform: str, repetition: int, restart: str = "docker") -> str:

@@ -171,9 +171,9 @@ class NoLogs:
 def log_source(platform: PlatformConfig, docker_host: str) -> LogSource:
     if platform.log_source == "docker" and platform.container:
         return DockerLogs(platform.container, docker_host)
-    if platform.log_source == "kubectl" and platform.kubectl_target:
-        return KubectlLogs(platform.kubectl_target, platform.kubectl_namespace, platform.kubectl_context,
-                           platform.kubeconfig, platform.kubectl_bin)
+    group = platform.kubectl
+    if platform.log_source == "kubectl" and group is not None and group.target:
+        return KubectlLogs(group.target, group.namespace, group.context, group.kubeconfig, group.bin)
     if platform.log_source == "file" and platform.log_file:
         return FileLogs(platform.log_file)
     return NoLogs()

@@ -582,7 +582,7 @@ def _kubectl_restart(folder: RunFolder, platform: PlatformConfig, repetition: in
     kubectl command of the start -> the first HTTP 200 prediction.
 
     kubectl-scale: Deployment scaled to 0 until no pod is left (stop_ms), then to 1 (start_command_ms: the
-    scale command). kubectl-redeploy: the objects of kubectl_redeploy saved, deleted and waited gone (stop_ms),
+    scale command). kubectl-redeploy: the objects of kubectl.redeploy saved, deleted and waited gone (stop_ms),
     then applied again in order with the waits the http-trigger controller needs (start_command_ms: applies
     and waits, inside the clock). Polls and waits are bounded by coldstart_timeout_s. The platform is left
     deployed whatever happened, interruptions included.
@@ -648,18 +648,19 @@ def autoscale(folder: RunFolder, platform_name: str) -> StepResult:
     position = _position(folder, run_key)
     if folder.is_done(run_key):
         return StepResult(run_key, True, f"{position} {run_key}: already done")
-    if not platform.kubectl_deployment:
-        raise StepError(f"platform {platform_name!r} has no kubectl_deployment: the autoscaling run needs the "
+    deployment = platform.kubectl.deployment if platform.kubectl else None
+    if not deployment:
+        raise StepError(f"platform {platform_name!r} has no kubectl.deployment: the autoscaling run needs the "
                         "Deployment its HPA scales")
     try:
         check_kubeconfig(platform)
         kubectl = Kubectl.for_platform(platform)
     except ClusterError as exc:
         raise StepError(str(exc)) from None
-    hpa, hpa_error = autoscaling.find_hpa(kubectl, platform.kubectl_deployment, autoscaling.HPA_WAIT_S)
+    hpa, hpa_error = autoscaling.find_hpa(kubectl, deployment, autoscaling.HPA_WAIT_S)
     if hpa is None:
         return StepResult(run_key, True, f"{position} {run_key}: NOT RUN, no HorizontalPodAutoscaler "
-                          f"{platform.kubectl_deployment} ({hpa_error}); playbooks/paper/autoscale.yml applies it "
+                          f"{deployment} ({hpa_error}); playbooks/paper/autoscale.yml applies it "
                           "and runs this step")
     out = _prepare(folder, run_key)
     assert out is not None
@@ -671,7 +672,7 @@ def autoscale(folder: RunFolder, platform_name: str) -> StepResult:
     )
     ab.find_ab(command.ab)
     limit_s = min(float(knobs["autoscale_duration_s"]), float(knobs["run_timeout_s"]))
-    sampler = autoscaling.ReplicaSampler(kubectl, platform.kubectl_deployment, knobs["autoscale_sample_interval_s"],
+    sampler = autoscaling.ReplicaSampler(kubectl, deployment, knobs["autoscale_sample_interval_s"],
                                          out / autoscaling.AUTOSCALE_FILE)
     sampler.start()  # the first sample, before the load
     try:
