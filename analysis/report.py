@@ -280,8 +280,8 @@ def _summary_table(results: Results, t: dict[str, pd.DataFrame], level: str) -> 
                   method="one row per platform, taken from the cross-platform table (its ratio at the lowest and "
                   "highest concurrency), the open-loop capacity table and the cold-start table; failed % pools "
                   "the platform's concurrency cells: failed requests over attempts, each failed request once. The "
-                  "paired column (runs with paired.csv) is the headline table's c=1 row: the geometric mean of the "
-                  "per-round ratios of the paired step with its t-interval on the logs.")]
+                  "paired column (runs with paired.csv) is the headline table's c=1 row: the median of the per-round "
+                  "ratios of the paired step with its order-statistic interval.")]
 
 
 def _method_blocks(results: Results, found: Verdict) -> list[Block]:
@@ -343,12 +343,15 @@ def _headline_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[s
             note = r.get("ratio_note")
             return f"n/a ({note})" if isinstance(note, str) and note else "n/a"
         if not math.isfinite(r["ratio_ci_low"]):
-            return f"{r['ratio']:.2f}x (one {'pair' if r['source'] == 'paired' else 'repetition'})"
+            if r["source"] == "paired":
+                return f"{r['ratio']:.2f}x ({int(r['n'])} pairs: too few for an interval)"
+            return f"{r['ratio']:.2f}x (one repetition)"
         return f"{r['ratio']:.2f}x [{r['ratio_ci_low']:.2f}, {r['ratio_ci_high']:.2f}]"
 
     def beside(r: pd.Series) -> str:
         if r["source"] == "paired":
-            return f"median {_f(r['median_ratio'], 2)}x; {r['paper_claim'] or 'n/a'} ({low:.2f}-{high:.2f}x)"
+            return (f"geometric mean {_f(r['geomean_ratio'], 2)}x; {r['paper_claim'] or 'n/a'} "
+                    f"({low:.2f}-{high:.2f}x)")
         if r["source"] == "probe blocks":
             return "blocks of requests, not pairs"
         text = f"means {_f(r['platform_mean_ms'], 1)} / {_f(r['baseline_mean_ms'], 1)} ms"
@@ -372,8 +375,9 @@ def _headline_section(results: Results, t: dict[str, pd.DataFrame], figs: dict[s
     b.append(Table(h, r, "headline.csv", f"{first}; each concurrency from its repetitions, with both means and, from "
                    "c=10, the slow-mode shares.",
                    name="The headline table",
-                   method="paired rows: geometric mean of the per-round ratios platform / baseline over the rounds "
-                   "where both answered (paired.csv), t-interval on the log ratios, median ratio beside it; failed "
+                   method="paired rows: median of the per-round ratios platform / baseline over the rounds where "
+                   "both answered (paired.csv) with its order-statistic interval (none below 6 pairs), the geometric "
+                   "mean beside it; failed "
                    "requests of each platform in the step in the CSV (platform_failed, baseline_failed), each once; "
                    f"the paper's claim holds when the whole interval lies in {low:.2f}-{high:.2f}x, does not hold "
                    "when it lies wholly outside, else inconclusive. repetitions rows: geometric mean over "

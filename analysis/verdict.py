@@ -100,10 +100,11 @@ def _paired_claim(paired: pd.DataFrame, results: Results, ci: str) -> tuple[str,
     word = r["paper_claim"]
     label = f"~35 % response-time overhead: {word}"
     interval = (f"{ci} {r['ratio_ci_low']:.2f} to {r['ratio_ci_high']:.2f}" if math.isfinite(r["ratio_ci_low"])
-                else "one pair, no interval")
+                else f"{int(r['n'])} pairs, too few for an interval")
     where = {"holds": "inside", "does not hold": "outside"}.get(word, "not wholly inside or outside")
     return label, (f"**{label}**: one request at a time, {results.headline} takes {_times(r['ratio'])} the "
-                   f"{results.baseline}'s response time ({interval}; median {_times(r['median_ratio'])}), the whole "
+                   f"{results.baseline}'s response time (median of per-pair ratios, {interval}; geometric mean "
+                   f"{_times(r['geomean_ratio'])}), the whole "
                    f"interval {where} the paper's {_band()} (35 ± 10 %); paired.csv, {int(r['n'])} pairs, failed "
                    f"requests: {results.headline} {int(r['platform_failed'])}, {results.baseline} "
                    f"{int(r['baseline_failed'])}.")
@@ -273,9 +274,9 @@ def _method(conc: pd.DataFrame, paired_used: bool = False) -> list[str]:
         "significant change; the claim holds when the whole interval lies below that, fails when it lies above.",
         f"**Response time** (the paper: about 35 % more for Kubeless), from the paired step (paired.csv): in each "
         "round one request to every platform, one after the other, the order rotated from round to round, so that "
-        "both requests of a pair share the machine's speed at that moment; the ratio is the geometric mean of the "
-        "per-round ratios (function / baseline, rounds where both answered) with a t-interval on the log ratios, "
-        f"the median ratio beside it. The claim holds only when the whole interval lies inside {_band()} (the "
+        "both requests of a pair share the machine's speed at that moment; the ratio is the median of the "
+        "per-round ratios (function / baseline, rounds where both answered) with its order-statistic interval, "
+        f"the geometric mean beside it. The claim holds only when the whole interval lies inside {_band()} (the "
         "sentence as worded, 35 % more than the container, ± 10 points; the paper's Table 1 itself gives 1.54x), "
         "does not hold when the whole interval lies outside, and is inconclusive otherwise: a noisier run cannot "
         "confirm it more easily." if paired_used else

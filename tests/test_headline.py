@@ -26,6 +26,7 @@ from analysis.bench.runner import paired
 from analysis.bench.tidy import finalize
 from analysis.load import load_results
 from analysis.report import build
+from analysis.stats import median_ci
 from analysis.summarize import per_run
 from analysis.synthetic import Plan, write_results
 from analysis.tables import Settings
@@ -174,7 +175,15 @@ def t_interval_of_logs(ratios: np.ndarray, level: float = 0.95) -> tuple[float, 
     return float(np.exp(logs.mean())), float(np.exp(logs.mean() - half)), float(np.exp(logs.mean() + half))
 
 
-def test_the_c1_ratio_is_the_geometric_mean_of_per_round_ratios(synthetic, tmp_path):
+def median_interval(ratios: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """The median and the distribution-free interval between the j-th smallest and j-th largest values, for the
+    largest j whose coverage P(j <= Binomial(n, 1/2) <= n - j) still reaches the level."""
+    x, n = np.sort(ratios), len(ratios)
+    j = max(j for j in range(1, n // 2 + 1) if st.binom.cdf(n - j, n, 0.5) - st.binom.cdf(j - 1, n, 0.5) >= level)
+    return float(np.median(x)), float(x[j - 1]), float(x[n - j])
+
+
+def test_the_c1_ratio_is_the_median_of_per_round_ratios(synthetic, tmp_path):
     folder = tmp_path / "run"
     shutil.copytree(synthetic, folder)
     raw = pd.read_csv(folder / "paired.csv", dtype={"error": object})
@@ -190,14 +199,30 @@ def test_the_c1_ratio_is_the_geometric_mean_of_per_round_ratios(synthetic, tmp_p
     wide = raw[raw["status"] == 200].pivot(index="round", columns="platform", values="response_ms").dropna()
     ratios = (wide["function"] / wide["container"]).to_numpy()
     assert len(ratios) == 58 and row["n"] == 58
-    est, lo, hi = t_interval_of_logs(ratios)
-    assert row["ratio"] == pytest.approx(est, rel=1e-9)
-    assert (row["ratio_ci_low"], row["ratio_ci_high"]) == pytest.approx((lo, hi), rel=1e-9)
-    assert row["median_ratio"] == pytest.approx(float(np.median(ratios)), rel=1e-9)
+    est, lo, hi = median_interval(ratios)
+    assert (row["ratio"], row["ratio_ci_low"], row["ratio_ci_high"]) == pytest.approx((est, lo, hi), rel=1e-9)
+    assert 0.95 <= row["ratio_ci_level"] < 0.99
+    geo = t_interval_of_logs(ratios)
+    assert (row["geomean_ratio"], row["geomean_ratio_ci_low"], row["geomean_ratio_ci_high"]) == pytest.approx(
+        geo, rel=1e-9)
     assert row["platform_failed"] == 1 and row["baseline_failed"] == 1
     # the synthetic model's own ratio at c=1: function (9 + 27 + 2 + 1 ms) over container (6 + 2.5 + 1.5 + 1 ms)
     assert lo < 39.0 / 11.0 * 1.03 and hi > 39.0 / 11.0 * 0.97
     assert row["paper_claim"] == "does not hold"  # 3.5x: wholly outside 1.25-1.45
+
+
+def test_five_pairs_give_a_median_but_no_interval_and_no_verdict(synthetic, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(synthetic, folder)
+    raw = pd.read_csv(folder / "paired.csv", dtype={"error": object})
+    raw[raw["round"] <= 5].to_csv(folder / "paired.csv", index=False)
+    results = load_results(folder)
+    row = headline.headline_table(results, per_run(results)).query("source == 'paired'").iloc[0]
+    wide = raw[raw["round"] <= 5].pivot(index="round", columns="platform", values="response_ms")
+    assert row["n"] == 5 and row["ratio"] == pytest.approx(float(np.median(wide["function"] / wide["container"])))
+    # five values bound their median with at most 1 - 2 / 2**5 = 93.75 % coverage: below 95 %, so no interval
+    assert np.isnan(row["ratio_ci_low"]) and np.isnan(row["ratio_ci_high"])
+    assert row["ratio_ci_level"] == pytest.approx(1 - 2 / 2**5) and row["paper_claim"] == "inconclusive"
 
 
 def test_the_per_concurrency_ratio_and_the_slow_mode_share(synthetic):
@@ -254,7 +279,7 @@ def test_the_verdict_judges_the_35_pct_claim_by_equivalence(synthetic, tmp_path,
     folder = scaled_run(synthetic, tmp_path / "run", factor, noise)
     results = load_results(folder)
     ratios = headline.paired_ratios(results)
-    _, lo, hi = t_interval_of_logs(ratios[ratios["platform"] == "function"]["ratio"].to_numpy())
+    _, lo, hi = median_interval(ratios[ratios["platform"] == "function"]["ratio"].to_numpy())
     inside, outside = 1.25 <= lo and hi <= 1.45, hi < 1.25 or lo > 1.45
     assert {"holds": inside, "does not hold": outside, "inconclusive": not (inside or outside)}[word]
     s = Settings(resamples=200)
@@ -319,7 +344,7 @@ def test_the_paired_ratio_repeats_where_the_block_probe_does_not(capsys):
     first_is_function = (np.arange(100) % 2 == 0)
     fn = np.where(first_is_function, times[:, 0::2], times[:, 1::2]) * true_ratio
     ct = np.where(first_is_function, times[:, 1::2], times[:, 0::2])
-    pairs = np.log([headline.geometric_ratio(fn[k] / ct[k]).estimate for k in range(runs)])
+    pairs = np.log([median_ci(fn[k] / ct[k]).estimate for k in range(runs)])  # the headline's statistic
 
     sd_block, sd_paired = float(block.std(ddof=1)), float(pairs.std(ddof=1))
     within_block = float(np.mean(np.abs(np.exp(block[0::2] - block[1::2]) - 1) <= 0.05))

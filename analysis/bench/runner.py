@@ -25,7 +25,7 @@ from typing import Any
 
 from analysis.bench import ab, layers, reference, schema, system
 from analysis.bench.client import DockerError, docker_inspect, request
-from analysis.bench.cluster import ClusterError, ClusterRestart, check_kubeconfig
+from analysis.bench.cluster import ClusterError, ClusterRestart, check_kubeconfig, kubectl_group
 from analysis.bench.config import (
     COLDSTART_KINDS,
     PAIRED,
@@ -648,7 +648,10 @@ def autoscale(folder: RunFolder, platform_name: str) -> StepResult:
     position = _position(folder, run_key)
     if folder.is_done(run_key):
         return StepResult(run_key, True, f"{position} {run_key}: already done")
-    deployment = platform.kubectl.deployment if platform.kubectl else None
+    try:
+        deployment = kubectl_group(platform).deployment
+    except ClusterError as exc:
+        raise StepError(f"{exc}: the autoscaling run needs the Deployment its HPA scales") from None
     if not deployment:
         raise StepError(f"platform {platform_name!r} has no kubectl.deployment: the autoscaling run needs the "
                         "Deployment its HPA scales")
