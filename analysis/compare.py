@@ -48,10 +48,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-from analysis import capacity, tables
+from analysis import capacity, headline, tables
 from analysis import report as doc
 from analysis.bench.schema import samples_needed
 from analysis.load import Results, ResultsError, load_results
+from analysis.summarize import per_run
 
 EXIT_SAME, EXIT_SLOWER, EXIT_INCOMPARABLE = 0, 1, 2
 SLOWER, FASTER, SAME = "slower", "faster", "same"
@@ -263,6 +264,32 @@ def search_notes(a: Results, b: Results) -> list[str]:
         elif len(sides) == 1:
             text += ", only this run searched"
         notes.append(f"capacity at the objective by search, {platform}: {text}; not judged")
+    return notes
+
+
+def headline_notes(a: Results, b: Results) -> list[str]:
+    """One line per function platform both runs measured against the same baseline: each run's headline ratio
+    (analysis/headline.py: the paired step's median at c=1, the repetitions' geometric mean at each concurrency)
+    and B's change from A's, so that two back-to-back runs show whether their headline repeats (shown, not judged:
+    each cell's own change is judged above)."""
+    if a.baseline is None or a.baseline != b.baseline:
+        return []
+    tables_ = [headline.headline_table(r, per_run(r)) for r in (a, b)]
+    if not all(len(t) for t in tables_):
+        return []
+    notes = []
+    for platform in [p for p in a.function_platforms if p in b.function_platforms]:
+        parts = []
+        rows = [t[t["platform"] == platform].set_index(["source", "concurrency"])["ratio"] for t in tables_]
+        for key in [k for k in rows[0].index if k in rows[1].index]:
+            ra, rb = float(rows[0][key]), float(rows[1][key])
+            if not (math.isfinite(ra) and math.isfinite(rb)):
+                continue
+            what = "c=1 paired median" if key[0] == "paired" else f"c={key[1]}" + (
+                " blocks" if key[0] == "probe blocks" else "")
+            parts.append(f"{what} {ra:.2f}x → {rb:.2f}x ({100 * (rb - ra) / ra:+.1f} %)")
+        if parts:
+            notes.append(f"headline ratio {platform} / {a.baseline}, A → B: " + "; ".join(parts) + "; not judged")
     return notes
 
 
@@ -563,6 +590,7 @@ def compare(a: Results, b: Results, s: Settings) -> Comparison:
     if reasons:
         raise Incomparable(reasons)
     notes.extend(search_notes(a, b))
+    notes.extend(headline_notes(a, b))
     machine = _machine(a, b, s, notes)
     rows: list[dict[str, Any]] = []
     for key in [*cells_a, *(k for k in cells_b if k not in cells_a)]:

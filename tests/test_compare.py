@@ -698,6 +698,26 @@ def test_search_probes_are_not_cells_and_the_brackets_are_shown(run_a: Path, tmp
     assert code == 0 and "A [100, 110] req/s, only this run searched" in capsys.readouterr().out
 
 
+def test_both_runs_headline_ratios_are_printed_with_the_change(run_a: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """B's function is 1.1x A's in the paired step and 1.2x under ab: the headline note gives A's own ratios
+    (recomputed here from paired.csv and requests.csv) and B's, +10.0 % at c=1 paired and +20.0 % per concurrency."""
+    b = scaled_copy(run_a, tmp_path / "headline-b", 1.2, "function")
+    rewrite(b, "paired.csv", lambda t: t.assign(response_ms=np.where(t["platform"] == "function",
+                                                                      t["response_ms"] * 1.1, t["response_ms"])))
+    compare(tmp_path, run_a, b)
+    line = next(x for x in capsys.readouterr().out.splitlines() if "headline ratio function / container" in x)
+    paired = pd.read_csv(run_a / "paired.csv")
+    paired = paired[paired["status"] == 200].pivot(index="round", columns="platform", values="response_ms").dropna()
+    median = float(np.median(paired["function"] / paired["container"]))
+    assert f"c=1 paired median {median:.2f}x → {1.1 * median:.2f}x (+10.0 %)" in line
+    req = pd.read_csv(run_a / "requests.csv")
+    req = req[(req["experiment"] == "concurrency") & (req["served"] == 1) & (req["concurrency"] == 20)]
+    means = req.groupby(["platform", "repetition"])["total_ms"].mean()
+    geo = float(np.exp(np.mean(np.log(means["function"] / means["container"]))))
+    assert f"c=20 {geo:.2f}x → {1.2 * geo:.2f}x (+20.0 %)" in line and line.endswith("not judged")
+
+
 # ------------------------------------------------------------------------------------------ refusals
 def _edit_manifest(folder: Path, **changes: object) -> None:
     m = json.loads((folder / "manifest.json").read_text())
