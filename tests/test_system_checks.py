@@ -72,6 +72,43 @@ def test_our_children_are_the_harness_and_a_server_pid_is_serving() -> None:
             p.wait()
 
 
+def test_a_local_ingress_and_its_workers_are_serving_not_competitors(tmp_path: Path) -> None:
+    """An nginx-like master that is not our child, with a busy worker below it, named by the platform's
+    <ingress_dir>/nginx.pid: where() gives its pid with the serving ones, and activity() files master and worker as
+    serving. The same processes without the pid file are competitors (the check can fail)."""
+    loop = tmp_path / "busy.py"
+    loop.write_text(BUSY_LOOP)
+    out = subprocess.run(["sh", "-c", f"sh -c '{sys.executable} {loop} & wait' >/dev/null 2>&1 & echo $!"],
+                         capture_output=True, text=True, check=True, timeout=10)
+    master = int(out.stdout.strip())
+    time.sleep(0.3)
+    workers = [p.pid for p in system.read_processes().values() if p.ppid == master]
+    folder = tmp_path / "ingress"
+    folder.mkdir()
+    platforms = with_kinds({**PLATFORMS, "function_ingress": {"url": "http://127.0.0.1:9/predict", "via": "function",
+                                                              "ingress_dir": str(folder)}})
+    config = config_from_dict({"platforms": platforms})
+    try:
+        assert len(workers) == 1
+        (serving_ids, serving_pids), _ = system.where(config)
+        assert master not in serving_pids  # no pid file yet
+        (folder / "nginx.pid").write_text(f"{master}\n")
+        (serving_ids, serving_pids), _ = system.where(config)
+        assert master in serving_pids and serving_ids == ()
+        for pids, role in ((serving_pids, "serving"), ((), "other")):
+            before = system.snapshot()
+            time.sleep(1.0)
+            act = system.activity(before, system.snapshot(), serving_pids=pids, top=50)
+            roles = {c["pid"]: c["role"] for c in act["busiest"]}
+            assert roles.get(workers[0]) == role, act["busiest"]
+    finally:
+        for pid in (*workers, master):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def test_the_load_generators_cpu_is_its_reaped_children(tmp_path: Path) -> None:
     """What Watch brackets (run_ab: ab started and reaped in between) counts as the load generator's CPU."""
     watch = system.Watch(tmp_path, threshold_pct=10.0).start()

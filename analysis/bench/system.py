@@ -337,6 +337,23 @@ def serving_containers(config: Any, platforms: dict[str, Any] | None = None) -> 
     return out
 
 
+def ingress_pids(platforms: dict[str, Any]) -> tuple[int, ...]:
+    """The nginx master of each local ingress a platform is reached through (`<ingress_dir>/nginx.pid`; `activity`
+    counts its workers below it): the ingress is on that platform's serving path, in a cgroup of its own beside the
+    function's container, so without its pid its workers read as competitors. A missing or unreadable pid file
+    adds nothing."""
+    found: list[int] = []
+    for p in platforms.values():
+        if getattr(p, "ingress_dir", None):
+            try:
+                pid = int((Path(p.ingress_dir) / "nginx.pid").read_text().strip())
+            except (OSError, ValueError):
+                continue
+            if pid > 1 and pid not in found:
+                found.append(pid)
+    return tuple(found)
+
+
 def where(config: Any, platform: Any = None) -> tuple[Serving, dict[str, Any]]:
     """What serves (the containers' ids and the plain server processes' pids, to tell their processes from
     competitors) and `placement` for the run's ab_cpus knob. `platform` stands in for the configured platform of
@@ -344,7 +361,7 @@ def where(config: Any, platform: Any = None) -> tuple[Serving, dict[str, Any]]:
     platforms = {**config.platforms, **({platform.name: platform} if platform is not None else {})}
     serving = serving_containers(config, platforms)
     ids = tuple(c["id"] for c in serving.values() if c["id"])
-    pids = tuple(p.pid for p in platforms.values() if p.pid)
+    pids = tuple(p.pid for p in platforms.values() if p.pid) + ingress_pids(platforms)
     return (ids, pids), placement(config.knobs["ab_cpus"], {name: c["cpuset"] for name, c in serving.items()})
 
 
