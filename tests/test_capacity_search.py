@@ -198,8 +198,10 @@ def folder_for(tmp_path: Path, url: str, **knobs) -> RunFolder:
 class FakeServer:
     """Stands in for open_loop_run: a platform whose share of missed requests is `share(rate)` (deterministic)."""
 
-    def __init__(self, folder: RunFolder, share, flaky_at: float | None = None) -> None:
+    def __init__(self, folder: RunFolder, share, flaky_at: float | None = None, behind_at: float | None = None,
+                 behind_times: int = 1) -> None:
         self.folder, self.share, self.flaky_at = folder, share, flaky_at
+        self.behind_at, self.behind_times = behind_at, behind_times  # the generator falls behind there, n times
         self.calls: list[tuple[str, float, float]] = []
 
     def __call__(self, folder, platform, run_key, offered, duration, **kw):
@@ -210,8 +212,9 @@ class FakeServer:
         if self.flaky_at is not None and offered == self.flaky_at and sum(c[1] == offered for c in self.calls) > 1:
             share = 0.05  # the boundary rate misses the objective when it is run again
         missed = round(share * scheduled)
+        behind = offered == self.behind_at and sum(c[1] == offered for c in self.calls) <= self.behind_times
         return {"scheduled": scheduled, "served": scheduled - missed, "errors": 0, "dropped": 0, "missed": missed,
-                "valid": 1, "p99_ms": None, "started_utc": "", "line": ""}
+                "valid": 0 if behind else 1, "p99_ms": None, "started_utc": "", "line": ""}
 
 
 def test_the_search_brackets_the_capacity_and_repeats_the_boundary(tmp_path, monkeypatch):
@@ -274,14 +277,20 @@ def test_the_plan_step_starts_from_the_grids_bracket(tmp_path, monkeypatch):
     assert (record["start_low_rps"], record["start_high_rps"]) == (36.0, 40.0)
 
 
-def test_a_grid_bracket_the_probes_disprove_moves_out_to_the_knobs_bracket(tmp_path, monkeypatch):
+def test_a_grid_bracket_the_probes_disprove_moves_out_to_the_grids_next_level_then_the_knobs(tmp_path, monkeypatch):
     """The grid's short runs said 36 req/s met the objective; the long probe there misses (capacity 33): the low end
-    moves to 25 % (10 req/s) and 36 becomes the high end, never probed again. A grid that met it everywhere
+    moves to the grid's next level, 75 % (30 req/s), and 36 becomes the high end, never probed again. With capacity
+    25 the 30 req/s probe misses too, and the low end moves on to 25 % (10 req/s). A grid that met it everywhere
     starts at [44, 50] (110-125 %), and a probe meeting it at 50 moves the high end to nothing above: '> 50'."""
     rates, record, _ = search_after_grid(tmp_path / "wrong", {25: 0, 50: 0, 75: 0, 90: 0, 100: 5, 110: 9},
                                          lambda r: 0.0 if r <= 33.0 else 0.2, monkeypatch)
-    assert rates[:3] == [36.0, 10.0, 23.0] and 40.0 not in rates
-    assert record["low_rps"] <= 33.0 < record["high_rps"] <= 36.0
+    # 36 misses, 30 meets: [30, 36] is 20 % wide: 33 meets, [33, 36] 9 %: 34.5 misses, [33, 34.5] 4.5 %: repeat 33
+    assert rates == [36.0, 30.0, 33.0, 34.5, 33.0]
+    assert (record["low_rps"], record["high_rps"]) == (33.0, 34.5) and record["boundary_confirmed"]
+    rates, record, _ = search_after_grid(tmp_path / "wronger", {25: 0, 50: 0, 75: 0, 90: 0, 100: 5, 110: 9},
+                                         lambda r: 0.0 if r <= 25.0 else 0.2, monkeypatch)
+    assert rates[:3] == [36.0, 30.0, 10.0] and 40.0 not in rates
+    assert record["low_rps"] <= 25.0 < record["high_rps"] <= 30.0
     rates, record, line = search_after_grid(tmp_path / "all-met", dict.fromkeys(GRID, 0), lambda r: 0.0,
                                             monkeypatch)
     assert rates == [44.0, 50.0] and (record["low_rps"], record["high_rps"]) == (50.0, None) and "> 50" in line
@@ -300,6 +309,28 @@ def test_a_boundary_that_fails_when_repeated_becomes_the_high_end(tmp_path, monk
     # the search stopped at 30 % but the repeat widened the bracket again: the reason must not stop at "within"
     assert record["stop_reason"] == ("bracket within 30 %, then the low end 35 req/s missed the objective when "
                                      "repeated: the bracket became [30, 35]")
+
+
+def test_a_probe_whose_generator_fell_behind_runs_once_more(tmp_path, monkeypatch):
+    """The generator falls behind once at the first midpoint (30 req/s): that probe runs again and the search goes
+    on to the same bracket as without the hiccup, both runs in the record. Falling behind twice there stops it."""
+    folder = folder_for(tmp_path / "once", "http://127.0.0.1:9/", rate_search_max_probes=10)
+    fake = FakeServer(folder, lambda r: 0.0 if r <= 37.3 else 0.2, behind_at=30.0)
+    monkeypatch.setattr(rate, "open_loop_run", fake)
+    rate.rate_search(folder, "container", low_rps=10.0, high_rps=50.0)
+    record = json.loads((folder.run_dir("rate-search-container") / rate.SEARCH_JSON).read_text())
+    rates = [c[1] for c in fake.calls]
+    assert rates[:4] == [10.0, 50.0, 30.0, 30.0] and [q["valid"] for q in record["probes"][2:4]] == [False, True]
+    assert "again: probe 3's generator fell behind" in record["probes"][3]["why"]
+    assert record["low_rps"] <= 37.3 < record["high_rps"] and record["converged"]
+    folder = folder_for(tmp_path / "twice", "http://127.0.0.1:9/", rate_search_max_probes=10)
+    fake = FakeServer(folder, lambda r: 0.0 if r <= 37.3 else 0.2, behind_at=30.0, behind_times=2)
+    monkeypatch.setattr(rate, "open_loop_run", fake)
+    line = rate.rate_search(folder, "container", low_rps=10.0, high_rps=50.0).line
+    record = json.loads((folder.run_dir("rate-search-container") / rate.SEARCH_JSON).read_text())
+    assert [c[1] for c in fake.calls] == [10.0, 50.0, 30.0, 30.0]
+    assert (record["low_rps"], record["high_rps"]) == (10.0, 50.0)
+    assert record["stop_reason"] == "probe 4 invalid: the generator fell behind, twice" and "twice" in line
 
 
 def test_a_search_with_capacity_outside_the_bracket_says_so(tmp_path, monkeypatch):

@@ -205,6 +205,15 @@ def grid_bracket(folder: RunFolder, platform: str) -> tuple[float | None, float 
     the capacity at the objective: the highest offered rate that met it below the first that missed it, and that
     first miss; None for a side the grid did not show (no grid runs: (None, None)). The grid's runs are short, so
     this only starts the search: its probes decide."""
+    levels = grid_levels(folder, platform)
+    first_miss = next((rate for rate, met in levels if not met), None)
+    met = [rate for rate, ok in levels if ok and (first_miss is None or rate < first_miss)]
+    return (round(met[-1], 2) if met else None), (round(first_miss, 2) if first_miss is not None else None)
+
+
+def grid_levels(folder: RunFolder, platform: str) -> list[tuple[float, bool]]:
+    """(offered rate, whether its grid runs together met the objective), ascending, for every rate_capacity_pct
+    level with a finished, valid run."""
     knobs = folder.config.knobs
     slo = float(knobs["slo_p99_ms"])
     levels: list[tuple[float, bool]] = []
@@ -225,9 +234,7 @@ def grid_bracket(folder: RunFolder, platform: str) -> tuple[float | None, float 
             scheduled += len(rows)
         if offered is not None and scheduled:
             levels.append((offered, missed / scheduled <= schema.OBJECTIVE_SHARE))
-    first_miss = next((rate for rate, met in levels if not met), None)
-    met = [rate for rate, ok in levels if ok and (first_miss is None or rate < first_miss)]
-    return (round(met[-1], 2) if met else None), (round(first_miss, 2) if first_miss is not None else None)
+    return levels
 
 
 def rate_search(folder: RunFolder, platform_name: str, low_rps: float | None = None, high_rps: float | None = None,
@@ -235,8 +242,8 @@ def rate_search(folder: RunFolder, platform_name: str, low_rps: float | None = N
     """Capacity at the objective by bisection on the offered rate (issue 24).
 
     Starts from the bracket [low, high] given in req/s; else from where this run's grid put the capacity
-    (grid_bracket), an end the probes disprove moving out to rate_search_bracket_pct of the closed-loop capacity;
-    else from rate_search_bracket_pct itself. Each probe is an ordinary rate run
+    (grid_bracket), an end the probes disprove moving out to the grid's next level, then to rate_search_bracket_pct
+    of the closed-loop capacity; else from rate_search_bracket_pct itself. Each probe is an ordinary rate run
     (raw/rate-<platform>-<R>rps[-r<N>]/), at least rate_duration_s long and long enough to hold
     schema.requests_to_prove(level) scheduled requests, so that "met surely" is reachable.
     A probe meets the objective when the share of its scheduled requests that were slow, failed or dropped is
@@ -244,7 +251,8 @@ def rate_search(folder: RunFolder, platform_name: str, low_rps: float | None = N
     one-sided bracket); then the midpoint replaces the end it agrees with until the bracket is within
     rate_search_tolerance_pct of its low end, rate_search_max_probes probes are spent (one kept back), or
     `budget_s` would be overrun. The final low end is then run again: if the two runs together miss the objective
-    it becomes the high end. A probe whose generator fell behind stops the search (its bracket is what was proven).
+    it becomes the high end. A probe whose generator fell behind is run once more (budgets allowing); a second
+    invalid run stops the search (its bracket is what was proven).
     Writes raw/rate-search-<platform>/search.json and search.csv (the probes) and done.json last."""
     _platform(folder, platform_name)
     run_key = rate_search_key(platform_name)
@@ -252,7 +260,8 @@ def rate_search(folder: RunFolder, platform_name: str, low_rps: float | None = N
     if folder.is_done(run_key):
         return StepResult(run_key, True, f"{position} {run_key}: already done")
     capacity = None
-    floor = ceiling = None
+    floors: list[float] = []  # where a disproved low end moves out to, nearest first
+    ceilings: list[float] = []
     start = "given"
     if low_rps is None or high_rps is None:
         capacity = closed_loop_capacity(folder, platform_name)
@@ -270,14 +279,18 @@ def rate_search(folder: RunFolder, platform_name: str, low_rps: float | None = N
             else floor
         high_rps = high_rps if high_rps is not None else grid_high if grid_high is not None \
             and low_rps < grid_high < ceiling else ceiling
-        floor = floor if floor < low_rps else None
-        ceiling = ceiling if ceiling > high_rps else None
+        # a disproved end moves out to the grid's next level first (a short step: the grid's short runs are
+        # usually only just wrong), then to rate_search_bracket_pct (25 % of capacity is a long probe)
+        levels = [round(rate, 2) for rate, _ in grid_levels(folder, platform_name)] if start == "grid" else []
+        floors = sorted({r for r in levels if floor < r < low_rps}, reverse=True)[:1] + \
+            ([floor] if floor < low_rps else [])
+        ceilings = sorted({r for r in levels if high_rps < r < ceiling})[:1] + ([ceiling] if ceiling > high_rps else [])
     if not 0 < low_rps < high_rps:
         raise StepError(f"the search needs 0 < low < high req/s, got [{low_rps}, {high_rps}]")
     out = _prepare(folder, run_key)
     assert out is not None
     search = _Search(folder, platform_name, run_key, level, budget_s)
-    low, high, reason = search.bisect(round(low_rps, 2), round(high_rps, 2), floor, ceiling)
+    low, high, reason = search.bisect(round(low_rps, 2), round(high_rps, 2), floors, ceilings)
     low, high, reason = search.repeat_boundary(low, high, reason)
     finished = time.time()
     width = 100 * (high - low) / low if low is not None and high is not None else None
@@ -357,28 +370,38 @@ class _Search:
               f"{100 * ci_high:.2f}]): {verdict}", flush=True)
         return row
 
-    def bisect(self, low: float, high: float, floor: float | None = None, ceiling: float | None = None
-               ) -> tuple[float | None, float | None, str]:
+    def valid_probe(self, rate: float, why: str) -> dict[str, Any]:
+        """A probe, run once more when its generator fell behind (a moment of CPU contention on a small machine,
+        not a property of the rate) while the probe and time budgets allow; its invalid run stays in the record."""
+        row = self.probe(rate, why)
+        if not row["valid"] and len(self.probes) < self.max_probes - 1 and self.fits(rate):
+            row = self.probe(rate, f"{why}, again: probe {row['probe']}'s generator fell behind")
+        return row
+
+    def bisect(self, low: float, high: float, floors: list[float] | None = None,
+               ceilings: list[float] | None = None) -> tuple[float | None, float | None, str]:
         """Probe both ends, then midpoints; returns (low, high, why it stopped), None for an unbounded side. A
         bracket taken from the grid may be wrong at either end (its runs are short): an end that disagrees moves
-        out to `floor` or `ceiling` (rate_search_bracket_pct of the capacity) once, and is probed there."""
+        out to the next of `floors` or `ceilings` (the grid's next level, then rate_search_bracket_pct of the
+        capacity), and is probed there."""
+        floors, ceilings = list(floors or []), list(ceilings or [])
         ends = [("low end", low), ("high end", high)]
         while ends:
             end, rate = ends.pop(0)
             if not self.fits(rate):
                 return low, high, "time budget spent"
-            row = self.probe(rate, end)
+            row = self.valid_probe(rate, end)
             if not row["valid"]:
-                return low, high, f"probe {row['probe']} invalid: the generator fell behind"
+                return low, high, f"probe {row['probe']} invalid: the generator fell behind, twice"
             if end == "low end" and not row["meets"]:
-                if floor is None:
+                if not floors:
                     return None, low, "the low end misses the objective: capacity below the bracket"
-                low, high, floor = floor, low, None
+                low, high = floors.pop(0), low
                 ends = [("low end", low)]  # the old low end is a proven high end: no need to probe `high`
             elif end == "high end" and row["meets"]:
-                if ceiling is None:
+                if not ceilings:
                     return high, None, "the high end meets the objective: capacity above the bracket"
-                low, high, ceiling = high, ceiling, None
+                low, high = high, ceilings.pop(0)
                 ends = [("high end", high)]
         while 100 * (high - low) / low > self.tolerance:
             mid = round((low + high) / 2, 2)
@@ -386,9 +409,9 @@ class _Search:
                 return low, high, f"probe budget spent ({self.max_probes}, one kept for the repeat)"
             if not self.fits(mid) or mid in (low, high):
                 return low, high, "time budget spent" if mid not in (low, high) else "rates 0.01 req/s apart"
-            row = self.probe(mid, "bisection")
+            row = self.valid_probe(mid, "bisection")
             if not row["valid"]:
-                return low, high, f"probe {row['probe']} invalid: the generator fell behind"
+                return low, high, f"probe {row['probe']} invalid: the generator fell behind, twice"
             low, high = (mid, high) if row["meets"] else (low, mid)
         return low, high, f"bracket within {self.tolerance:g} %"
 
@@ -600,10 +623,11 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
                        help="capacity at the latency objective by bisection on the offered rate (issue 24)",
                        description="Bisect the offered rate of one platform between --low-rps and --high-rps (default: "
                                    "where the run's grid of rate steps put the capacity, an end the probes disprove "
-                                   "moving out to rate_search_bracket_pct of the closed-loop capacity measured in the "
-                                   "run folder; without grid runs, that bracket itself) "
-                                   "until the bracket is within rate_search_tolerance_pct, rate_search_max_probes "
-                                   "probes or --budget-s are spent; then run the boundary rate again. A probe meets "
+                                   "moving out to the grid's next level, then to rate_search_bracket_pct of the "
+                                   "closed-loop capacity measured in the run folder; without grid runs, that "
+                                   "bracket itself) until the bracket is within rate_search_tolerance_pct, "
+                                   "rate_search_max_probes probes or --budget-s are spent; then run the boundary "
+                                   "rate again. A probe whose generator fell behind runs once more. A probe meets "
                                    "the objective when at most 1 %% of its scheduled requests were slower than "
                                    "slo_p99_ms, "
                                    "failed or were dropped; each holds enough requests for the Clopper-Pearson bound "
