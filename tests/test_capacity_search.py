@@ -333,6 +333,21 @@ def test_a_probe_whose_generator_fell_behind_runs_once_more(tmp_path, monkeypatc
     assert record["stop_reason"] == "probe 4 invalid: the generator fell behind, twice" and "twice" in line
 
 
+def test_a_missed_repeat_with_no_lower_probe_falls_back_on_the_grids_next_level(tmp_path, monkeypatch):
+    """The grid put the capacity in [36, 40] (90-100 % of 40 req/s); 36 meets, 40, 38 and 37 miss, and 36 misses
+    when run again: no probe below 36 met the objective, so the grid's next level (75 %, 30 req/s) is probed once
+    and becomes the low end, instead of a one-sided '< 36'."""
+    folder = folder_for(tmp_path, "http://127.0.0.1:9/", rate_capacity_pct=GRID)
+    with_grid(folder, 40.0, {25: 0, 50: 0, 75: 0, 90: 0, 100: 3, 110: 9}, monkeypatch)
+    fake = FakeServer(folder, lambda r: 0.0 if r <= 36.5 else 0.2, flaky_at=36.0)
+    monkeypatch.setattr(rate, "open_loop_run", fake)
+    rate.rate_search(folder, "container")
+    record = json.loads((folder.run_dir("rate-search-container") / rate.SEARCH_JSON).read_text())
+    assert [c[1] for c in fake.calls] == [36.0, 40.0, 38.0, 37.0, 36.0, 30.0]
+    assert (record["low_rps"], record["high_rps"]) == (30.0, 36.0) and not record["boundary_confirmed"]
+    assert record["stop_reason"].endswith("the bracket became [30, 36] after probing 30 req/s (met it)")
+
+
 def test_a_search_with_capacity_outside_the_bracket_says_so(tmp_path, monkeypatch):
     folder = folder_for(tmp_path, "http://127.0.0.1:9/")
     monkeypatch.setattr(rate, "open_loop_run", FakeServer(folder, lambda r: 0.5))

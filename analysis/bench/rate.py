@@ -330,6 +330,7 @@ class _Search:
         self.started = time.time()
         self.probes: list[dict[str, Any]] = []
         self.repeated = self.confirmed = False
+        self.floors: list[float] = []
 
     def duration(self, rate: float) -> float:
         """At least rate_duration_s, and long enough that the schedule itself (seeded: the same one the probe will
@@ -385,6 +386,7 @@ class _Search:
         out to the next of `floors` or `ceilings` (the grid's next level, then rate_search_bracket_pct of the
         capacity), and is probed there."""
         floors, ceilings = list(floors or []), list(ceilings or [])
+        self.floors = floors  # what is left of them: repeat_boundary falls back on the next floor
         ends = [("low end", low), ("high end", high)]
         while ends:
             end, rate = ends.pop(0)
@@ -419,7 +421,8 @@ class _Search:
                         ) -> tuple[float | None, float | None, str]:
         """Run the low end once more; if its runs together miss the objective, the next lower rate that met it
         becomes the low end and this one the high end, and the reason says so (the bracket may be wider than the
-        tolerance the search stopped at)."""
+        tolerance the search stopped at). Where no lower probe met it, the next floor left (the grid's next level,
+        or rate_search_bracket_pct) is probed once, budgets allowing, so that the bracket keeps a low end."""
         if low is None or high is None or "invalid" in reason or len(self.probes) >= self.max_probes \
                 or not self.fits(low):
             return low, high, reason
@@ -431,8 +434,17 @@ class _Search:
         met = sorted(q["offered_rps"] for q in self.probes
                      if q["valid"] and q["offered_rps"] < low and self.meets(q["offered_rps"]))
         new_low = met[-1] if met else None
-        return new_low, low, (f"{reason}, then the low end {low:g} req/s missed the objective when repeated: "
-                              f"the bracket became {bracket_text(new_low, low)}")
+        top, probed = low, ""
+        floor = next((f for f in self.floors if f < low), None)
+        if new_low is None and floor is not None and len(self.probes) < self.max_probes and self.fits(floor):
+            row = self.valid_probe(floor, "a low end below the missed repeat")
+            if row["valid"] and row["meets"]:
+                new_low = floor
+            elif row["valid"]:
+                top = floor  # the capacity is below this one too
+            probed = f" after probing {floor:g} req/s ({'met' if new_low is not None else 'missed'} it)"
+        return new_low, top, (f"{reason}, then the low end {low:g} req/s missed the objective when repeated: "
+                              f"the bracket became {bracket_text(new_low, top)}{probed}")
 
 
 def bracket_text(low: float | None, high: float | None) -> str:
