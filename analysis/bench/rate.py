@@ -200,12 +200,10 @@ def _free_repetition(folder: RunFolder, platform: str, rps: float) -> int:
     return rep
 
 
-def grid_bracket(folder: RunFolder, platform: str) -> tuple[float | None, float | None]:
-    """Where this run's grid (its finished, valid rate runs at rate_capacity_pct levels, repetitions pooled) put
-    the capacity at the objective: the highest offered rate that met it below the first that missed it, and that
-    first miss; None for a side the grid did not show (no grid runs: (None, None)). The grid's runs are short, so
-    this only starts the search: its probes decide."""
-    levels = grid_levels(folder, platform)
+def grid_bracket(levels: list[tuple[float, bool]]) -> tuple[float | None, float | None]:
+    """Where this run's grid (grid_levels) put the capacity at the objective: the highest offered rate that met it
+    below the first that missed it, and that first miss; None for a side the grid did not show (no grid runs:
+    (None, None)). The grid's runs are short, so this only starts the search: its probes decide."""
     first_miss = next((rate for rate, met in levels if not met), None)
     met = [rate for rate, ok in levels if ok and (first_miss is None or rate < first_miss)]
     return (round(met[-1], 2) if met else None), (round(first_miss, 2) if first_miss is not None else None)
@@ -213,7 +211,7 @@ def grid_bracket(folder: RunFolder, platform: str) -> tuple[float | None, float 
 
 def grid_levels(folder: RunFolder, platform: str) -> list[tuple[float, bool]]:
     """(offered rate, whether its grid runs together met the objective), ascending, for every rate_capacity_pct
-    level with a finished, valid run."""
+    level with a finished, valid run (its finished, valid rate runs at that level, repetitions pooled)."""
     knobs = folder.config.knobs
     slo = float(knobs["slo_p99_ms"])
     levels: list[tuple[float, bool]] = []
@@ -272,8 +270,8 @@ def rate_search(folder: RunFolder, platform_name: str, low_rps: float | None = N
         pct = folder.config.knobs["rate_search_bracket_pct"]
         floor, ceiling = (round(pct[0] / 100 * capacity["capacity_rps"], 2),
                           round(pct[1] / 100 * capacity["capacity_rps"], 2))
-        grid_low, grid_high = grid_bracket(folder, platform_name) if low_rps is None and high_rps is None \
-            else (None, None)
+        levels = grid_levels(folder, platform_name) if low_rps is None and high_rps is None else []
+        grid_low, grid_high = grid_bracket(levels)
         start = "grid" if grid_low is not None or grid_high is not None else "rate_search_bracket_pct"
         low_rps = low_rps if low_rps is not None else grid_low if grid_low is not None and grid_low > floor \
             else floor
@@ -281,17 +279,17 @@ def rate_search(folder: RunFolder, platform_name: str, low_rps: float | None = N
             and low_rps < grid_high < ceiling else ceiling
         # a disproved end moves out to the grid's next level first (a short step: the grid's short runs are
         # usually only just wrong), then to rate_search_bracket_pct (25 % of capacity is a long probe)
-        levels = [round(rate, 2) for rate, _ in grid_levels(folder, platform_name)] if start == "grid" else []
-        floors = sorted({r for r in levels if floor < r < low_rps}, reverse=True)[:1] + \
+        rates = [round(rate, 2) for rate, _ in levels] if start == "grid" else []
+        floors = sorted({r for r in rates if floor < r < low_rps}, reverse=True)[:1] + \
             ([floor] if floor < low_rps else [])
-        ceilings = sorted({r for r in levels if high_rps < r < ceiling})[:1] + ([ceiling] if ceiling > high_rps else [])
+        ceilings = sorted({r for r in rates if high_rps < r < ceiling})[:1] + ([ceiling] if ceiling > high_rps else [])
     if not 0 < low_rps < high_rps:
         raise StepError(f"the search needs 0 < low < high req/s, got [{low_rps}, {high_rps}]")
     out = _prepare(folder, run_key)
     assert out is not None
     search = _Search(folder, platform_name, run_key, level, budget_s)
     low, high, reason = search.bisect(round(low_rps, 2), round(high_rps, 2), floors, ceilings)
-    low, high, reason = search.repeat_boundary(low, high, reason)
+    low, high, reason = search.repeat_boundary(low, high, reason, floors)  # the floors bisect left unused
     finished = time.time()
     width = 100 * (high - low) / low if low is not None and high is not None else None
     result = {"platform": platform_name, "low_rps": low, "high_rps": high, "width_pct": width,
@@ -330,7 +328,6 @@ class _Search:
         self.started = time.time()
         self.probes: list[dict[str, Any]] = []
         self.repeated = self.confirmed = False
-        self.floors: list[float] = []
 
     def duration(self, rate: float) -> float:
         """At least rate_duration_s, and long enough that the schedule itself (seeded: the same one the probe will
@@ -379,14 +376,12 @@ class _Search:
             row = self.probe(rate, f"{why}, again: probe {row['probe']}'s generator fell behind")
         return row
 
-    def bisect(self, low: float, high: float, floors: list[float] | None = None,
-               ceilings: list[float] | None = None) -> tuple[float | None, float | None, str]:
+    def bisect(self, low: float, high: float, floors: list[float], ceilings: list[float]
+               ) -> tuple[float | None, float | None, str]:
         """Probe both ends, then midpoints; returns (low, high, why it stopped), None for an unbounded side. A
         bracket taken from the grid may be wrong at either end (its runs are short): an end that disagrees moves
         out to the next of `floors` or `ceilings` (the grid's next level, then rate_search_bracket_pct of the
-        capacity), and is probed there."""
-        floors, ceilings = list(floors or []), list(ceilings or [])
-        self.floors = floors  # what is left of them: repeat_boundary falls back on the next floor
+        capacity), and is probed there. Takes what it uses off the front of `floors` and `ceilings`."""
         ends = [("low end", low), ("high end", high)]
         while ends:
             end, rate = ends.pop(0)
@@ -417,7 +412,7 @@ class _Search:
             low, high = (mid, high) if row["meets"] else (low, mid)
         return low, high, f"bracket within {self.tolerance:g} %"
 
-    def repeat_boundary(self, low: float | None, high: float | None, reason: str
+    def repeat_boundary(self, low: float | None, high: float | None, reason: str, floors: list[float]
                         ) -> tuple[float | None, float | None, str]:
         """Run the low end once more; if its runs together miss the objective, the next lower rate that met it
         becomes the low end and this one the high end, and the reason says so (the bracket may be wider than the
@@ -435,7 +430,7 @@ class _Search:
                      if q["valid"] and q["offered_rps"] < low and self.meets(q["offered_rps"]))
         new_low = met[-1] if met else None
         top, probed = low, ""
-        floor = next((f for f in self.floors if f < low), None)
+        floor = next((f for f in floors if f < low), None)
         if new_low is None and floor is not None and len(self.probes) < self.max_probes and self.fits(floor):
             row = self.valid_probe(floor, "a low end below the missed repeat")
             if row["valid"] and row["meets"]:
