@@ -209,14 +209,14 @@ CAPACITY_COLUMNS = ["platform", "slo_p99_ms", "closed_loop_capacity_rps", "capac
                     "capacity_p99_ms", "knee_low_rps", "knee_high_rps", "baseline_p50_ms", "lowest_rate_rps",
                     "highest_rate_rps", "rates_tried", "runs_tried", "invalid_runs", "usable_runs", "search_low_rps",
                     "search_high_rps", "search_width_pct", "search_converged", "search_boundary_confirmed",
-                    "search_probes", "search_stop_reason"]
+                    "search_probes", "search_stop_reason", "search_low_pct", "search_high_pct"]
 
 
 def _search_columns(searches: pd.DataFrame | None, platform: str) -> dict[str, object]:
     """The capacity search's bracket for the platform (its last search), NaN/empty without one."""
     none = {"search_low_rps": math.nan, "search_high_rps": math.nan, "search_width_pct": math.nan,
             "search_converged": math.nan, "search_boundary_confirmed": math.nan, "search_probes": 0,
-            "search_stop_reason": ""}
+            "search_stop_reason": "", "search_low_pct": math.nan, "search_high_pct": math.nan}
     if searches is None or not len(searches):
         return none
     mine = searches[searches["platform"] == platform]
@@ -227,7 +227,17 @@ def _search_columns(searches: pd.DataFrame | None, platform: str) -> dict[str, o
             "search_width_pct": float(s["width_pct"]) if "width_pct" in s else math.nan,
             "search_converged": float(s["converged"]), "search_boundary_confirmed": float(s["boundary_confirmed"]),
             "search_probes": int(s["probes"]),
-            "search_stop_reason": str(s["stop_reason"]) if isinstance(s.get("stop_reason"), str) else ""}
+            "search_stop_reason": str(s["stop_reason"]) if isinstance(s.get("stop_reason"), str) else "",
+            # a calibrated search (the plan step's): its bracket in % of the throughput measured before each probe
+            "search_low_pct": number_or_nan(s.get("low_pct")), "search_high_pct": number_or_nan(s.get("high_pct"))}
+
+
+def number_or_nan(value: object) -> float:
+    """A float, NaN for a missing or empty value (a column older runs lack)."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def omission_table(levels: pd.DataFrame, cells: pd.DataFrame, platforms: list[str]) -> pd.DataFrame:
@@ -325,6 +335,11 @@ def search_text(row: pd.Series) -> str:
         text = f"> {rps(low)} req/s"
     else:
         text = f"[{rps(low)}, {rps(high)}] req/s ({100 * (high - low) / low:.0f} %)"
+    low_pct, high_pct = row.get("search_low_pct", math.nan), row.get("search_high_pct", math.nan)
+    if math.isfinite(low_pct) or math.isfinite(high_pct):
+        shares = (f"< {high_pct:g}" if not math.isfinite(low_pct) else f"> {low_pct:g}" if not math.isfinite(high_pct)
+                  else f"[{low_pct:g}, {high_pct:g}]")
+        text += f" = {shares} % of the closed-loop capacity, as a share of the throughput measured before each probe"
     confirmed = row.get("search_boundary_confirmed")
     if isinstance(confirmed, int | float) and math.isfinite(confirmed):
         text += ", boundary held when repeated" if confirmed else ", boundary not repeated or not held"

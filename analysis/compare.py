@@ -251,16 +251,27 @@ def search_notes(a: Results, b: Results) -> list[str]:
     """One line per platform that had a capacity search in either run: both brackets and how far apart their
     midpoints are (shown, not judged: a bracket is the search's resolution, not a sample with an interval)."""
     brackets: dict[str, dict[str, tuple[float, float]]] = {}
+    shares: dict[str, dict[str, tuple[float, float]]] = {}  # a calibrated search's bracket in % (rate.rate_search)
     for name, r in (("A", a), ("B", b)):
         found = capacity.load_searches(r)
         for row in found.to_dict("records") if len(found) else []:
             brackets.setdefault(str(row["platform"]), {})[name] = (float(row["low_rps"]), float(row["high_rps"]))
+            pct = (capacity.number_or_nan(row.get("low_pct")), capacity.number_or_nan(row.get("high_pct")))
+            if any(map(math.isfinite, pct)):
+                shares.setdefault(str(row["platform"]), {})[name] = pct
     notes = []
     for platform, sides in brackets.items():
         text = "; ".join(f"{n} {_bracket(*sides[n])} req/s" for n in ("A", "B") if n in sides)
         if len(sides) == 2 and all(map(math.isfinite, (*sides["A"], *sides["B"]))):
             mid_a, mid_b = sum(sides["A"]) / 2, sum(sides["B"]) / 2
             text += f" (midpoints {100 * (mid_b - mid_a) / mid_a:+.1f} %)"
+        pct = shares.get(platform, {})
+        if pct:
+            text += "; of the throughput measured before each probe: " + "; ".join(
+                f"{n} {_bracket(*pct[n])} %" for n in ("A", "B") if n in pct)
+            if len(pct) == 2 and all(map(math.isfinite, (*pct["A"], *pct["B"]))):
+                mid_a, mid_b = sum(pct["A"]) / 2, sum(pct["B"]) / 2
+                text += f" (midpoints {100 * (mid_b - mid_a) / mid_a:+.1f} %)"
         elif len(sides) == 1:
             text += ", only this run searched"
         notes.append(f"capacity at the objective by search, {platform}: {text}; not judged")

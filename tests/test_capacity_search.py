@@ -241,6 +241,10 @@ def with_grid(folder: RunFolder, capacity_rps: float, misses: dict[float, int], 
     requests, `misses[pct]` of them timed out; and the closed-loop capacity the plan step reads."""
     monkeypatch.setattr(rate, "closed_loop_capacity", lambda folder, platform: {"capacity_rps": capacity_rps,
                                                                                "concurrency": 20, "cells": {}})
+    # the calibration before each probe finds the machine as fast as the closed-loop sweep did: the calibrated
+    # search's points (% of that throughput) then offer exactly the rates an uncalibrated one would
+    monkeypatch.setattr(rate, "saturation_throughput", lambda *a: {"served_per_s": capacity_rps, "failed": 0,
+                                                                   "sent": 1})
     for pct, missed in misses.items():
         run_dir = folder.run_dir(rate_run_key("container", pct, None, 1))
         run_dir.mkdir(parents=True)
@@ -336,7 +340,8 @@ def test_a_probe_whose_generator_fell_behind_runs_once_more(tmp_path, monkeypatc
 def test_a_missed_repeat_with_no_lower_probe_falls_back_on_the_grids_next_level(tmp_path, monkeypatch):
     """The grid put the capacity in [36, 40] (90-100 % of 40 req/s); 36 meets, 40, 38 and 37 miss, and 36 misses
     when run again: no probe below 36 met the objective, so the grid's next level (75 %, 30 req/s) is probed once
-    and becomes the low end, instead of a one-sided '< 36'."""
+    and becomes the low end, instead of a one-sided '< 36'. (The calibration finds the machine at 40 req/s, so the
+    search's points, 90 % and so on, offer these rates.)"""
     folder = folder_for(tmp_path, "http://127.0.0.1:9/", rate_capacity_pct=GRID)
     with_grid(folder, 40.0, {25: 0, 50: 0, 75: 0, 90: 0, 100: 3, 110: 9}, monkeypatch)
     fake = FakeServer(folder, lambda r: 0.0 if r <= 36.5 else 0.2, flaky_at=36.0)
@@ -345,7 +350,80 @@ def test_a_missed_repeat_with_no_lower_probe_falls_back_on_the_grids_next_level(
     record = json.loads((folder.run_dir("rate-search-container") / rate.SEARCH_JSON).read_text())
     assert [c[1] for c in fake.calls] == [36.0, 40.0, 38.0, 37.0, 36.0, 30.0]
     assert (record["low_rps"], record["high_rps"]) == (30.0, 36.0) and not record["boundary_confirmed"]
-    assert record["stop_reason"].endswith("the bracket became [30, 36] after probing 30 req/s (met it)")
+    # the plan step's search is calibrated: its points, and so its reasons, are % of the measured throughput
+    assert record["stop_reason"].endswith("the bracket became [75, 90] % after probing 75 % (met it)")
+    assert (record["low_pct"], record["high_pct"]) == (75.0, 90.0)
+
+
+def test_a_calibrated_search_finds_the_share_on_a_machine_that_slows_down(tmp_path, monkeypatch):
+    """The platform meets the objective up to 91 % of what it can serve now; the machine serves 40 req/s for the
+    first two probes and 32 (20 % slower) after. The calibration before each probe measures that, so the search in %
+    finds the share, [90, 92.5] %, and reports 90 % of the closed-loop 40 req/s; an uncalibrated search of the same
+    platform ends below 30 req/s, a bracket the slowdown, not the platform, chose."""
+    def speed(probe: int) -> float:
+        return 40.0 if probe <= 2 else 32.0
+
+    def run(calibrate_s: float) -> tuple[list[float], dict]:
+        folder = folder_for(tmp_path / f"cal{calibrate_s:g}", "http://127.0.0.1:9/", rate_capacity_pct=GRID,
+                            rate_search_calibrate_s=calibrate_s)
+        with_grid(folder, 40.0, {25: 0, 50: 0, 75: 0, 90: 0, 100: 3, 110: 9}, monkeypatch)
+        fake = FakeServer(folder, lambda r: 0.0 if r <= 0.91 * speed(len(fake.calls)) else 0.2)
+        seen: list[tuple[int, float]] = []  # (concurrency, seconds) of each calibration
+
+        def calibration(folder_, platform, concurrency, seconds, hint):
+            seen.append((concurrency, seconds))
+            return {"served_per_s": speed(len(fake.calls) + 1), "failed": 0, "sent": 1}
+
+        monkeypatch.setattr(rate, "saturation_throughput", calibration)
+        monkeypatch.setattr(rate, "open_loop_run", fake)
+        rate.rate_search(folder, "container")
+        record = json.loads((folder.run_dir("rate-search-container") / rate.SEARCH_JSON).read_text())
+        if calibrate_s:
+            assert seen == [(20, calibrate_s)] * len(fake.calls)  # one before every probe, at the sweep's best c
+        else:
+            assert not seen
+        return [c[1] for c in fake.calls], record
+
+    rates, record = run(3.0)
+    # 90 % of 40 = 36 meets (<= 36.4); 100 % of 40 misses; then 32 req/s: 95 % = 30.4 and 92.5 % = 29.6 miss
+    # (> 29.12); [90, 92.5] is 2.8 % wide; the repeat at 90 % of 32 = 28.8 meets
+    assert rates == [36.0, 40.0, 30.4, 29.6, 28.8]
+    assert (record["low_pct"], record["high_pct"]) == (90.0, 92.5) and record["boundary_confirmed"]
+    assert (record["low_rps"], record["high_rps"]) == (36.0, 37.0)  # the shares of the closed-loop 40 req/s
+    assert (record["measured_low_rps"], record["measured_high_rps"]) == (32.4, 29.6)  # (36 + 28.8) / 2
+    assert record["calibration_rps_median"] == 32.0 and record["unit"] == "%"
+    assert [p["calibration_rps"] for p in record["probes"]] == [40.0, 40.0, 32.0, 32.0, 32.0]
+    rates, record = run(0.0)
+    # req/s: 36 meets, 40 misses, then at 32 req/s 38 and 37 miss, 36 misses when repeated, and so does the grid's
+    # 75 % (30 > 29.12): the uncalibrated search ends at '< 30', below a rate the platform met before the slowdown
+    assert rates == [36.0, 40.0, 38.0, 37.0, 36.0, 30.0]
+    assert (record["low_rps"], record["high_rps"]) == (None, 30.0) and record["low_pct"] is None
+
+
+def test_the_calibration_measures_a_serial_servers_throughput(tmp_path):
+    """A serial server at 20 ms a request serves 50 req/s at most, however many requests wait; the calibration's
+    closed loop (4 in flight, 3 s) must find close to that, and never more."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, str(SERVER), "--port", str(port), "--service-ms", "20"],
+                            stdout=subprocess.DEVNULL)
+    try:
+        openloop.wait_port(port)
+        folder = folder_for(tmp_path, f"http://127.0.0.1:{port}/predict", request_timeout_s=5)
+        cal = rate.saturation_throughput(folder, "container", 4, 3.0, 50.0)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert cal["window_s"] == 2.0 and cal["failed"] == 0 and cal["concurrency"] == 4
+    assert 0.85 * 50 <= cal["served_per_s"] <= 50 * 1.03, cal  # 1.03: one request's edge in a 2 s window
+    assert cal["sent"] <= 3.0 * 50 + 4 + 1  # closed loop: what was sent is what could be served, plus the c in flight
+
+
+def test_the_calibration_knob_is_checked():
+    with pytest.raises(ConfigError, match="rate_search_calibrate_s"):
+        config_from_dict({**BASE, "config": {"rate_search_calibrate_s": -1}})
+    assert config_from_dict({**BASE, "config": {"rate_search_calibrate_s": 0}}).knobs["rate_search_calibrate_s"] == 0
 
 
 def test_a_search_with_capacity_outside_the_bracket_says_so(tmp_path, monkeypatch):
@@ -412,3 +490,13 @@ def test_the_search_against_a_real_server_and_the_report(tmp_path):
     assert (cap["search_low_rps"], cap["search_high_rps"]) == (low, high)
     assert capacity.search_text(cap).startswith(f"[{low:.1f}, {high:.1f}] req/s")
     assert np.isfinite(cap["capacity_rps"])
+
+
+def test_the_capacity_table_shows_a_calibrated_searchs_shares():
+    row = pd.Series({"search_probes": 5, "search_low_rps": 36.0, "search_high_rps": 37.0, "search_low_pct": 90.0,
+                     "search_high_pct": 92.5, "search_boundary_confirmed": 1.0})
+    text = capacity.search_text(row)
+    assert text.startswith("[36.0, 37.0] req/s (3 %) = [90, 92.5] % of the closed-loop capacity")
+    assert "boundary held when repeated" in text
+    plain = capacity.search_text(row.drop(["search_low_pct", "search_high_pct"]))
+    assert " % of the closed-loop" not in plain and plain.startswith("[36.0, 37.0] req/s")

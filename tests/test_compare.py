@@ -654,7 +654,8 @@ def test_an_invalid_open_loop_run_is_named_not_a_different_matrix(run_a: Path, t
     assert "fewer than 3 valid open-loop runs on a side" in capsys.readouterr().out
 
 
-def with_search(folder: Path, rates: list[float], low: float, high: float) -> Path:
+def with_search(folder: Path, rates: list[float], low: float, high: float,
+                shares: tuple[float, float] | None = None) -> Path:
     """Add a capacity search's probes (ordinary rate runs at rates of the run's own choosing, search_probe set)
     and its rate_search.csv row to a run made by with_rates."""
     runs, requests = pd.read_csv(folder / "rate_runs.csv"), pd.read_csv(folder / "rate_requests.csv")
@@ -672,7 +673,8 @@ def with_search(folder: Path, rates: list[float], low: float, high: float) -> Pa
     pd.concat([requests, *probe_requests]).reindex(columns=schema.RATE_REQUESTS.names).to_csv(
         folder / "rate_requests.csv", index=False)
     pd.DataFrame([{"run_key": "rate-search-container", "platform": "container", "low_rps": low, "high_rps": high,
-                   "converged": 1, "boundary_confirmed": 1, "probes": len(rates)}]).reindex(
+                   "converged": 1, "boundary_confirmed": 1, "probes": len(rates),
+                   "low_pct": shares[0] if shares else None, "high_pct": shares[1] if shares else None}]).reindex(
         columns=schema.RATE_SEARCH.names).to_csv(folder / "rate_search.csv", index=False)
     return folder
 
@@ -696,6 +698,22 @@ def test_search_probes_are_not_cells_and_the_brackets_are_shown(run_a: Path, tmp
     only_a = with_rates(run_a, tmp_path / "s-c", rng, 1.0)
     code, _, _ = compare(tmp_path, a, only_a)
     assert code == 0 and "A [100, 110] req/s, only this run searched" in capsys.readouterr().out
+
+
+def test_calibrated_searches_show_their_shares_beside_the_rates(run_a: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Calibrated searches (the plan step's) also carry their bracket in % of the throughput measured before each
+    probe: both are printed, with the change of their midpoints (A [90, 95] -> 92.5, B [85, 90] -> 87.5: -5.4 %)."""
+    rng = np.random.default_rng(5)
+    a = with_search(with_rates(run_a, tmp_path / "p-a", rng, 1.0), [90.0, 100.0, 95.0, 90.0], 90.0, 95.0,
+                    shares=(90.0, 95.0))
+    b = with_search(with_rates(run_a, tmp_path / "p-b", rng, 1.0), [90.0, 85.0, 90.0, 85.0], 85.0, 90.0,
+                    shares=(85.0, 90.0))
+    code, _, _ = compare(tmp_path, a, b)
+    line = next(x for x in capsys.readouterr().out.splitlines()
+                if "capacity at the objective by search, container" in x)
+    assert code == 0 and "A [90, 95] req/s; B [85, 90] req/s (midpoints -5.4 %)" in line
+    assert "of the throughput measured before each probe: A [90, 95] %; B [85, 90] % (midpoints -5.4 %)" in line
 
 
 def test_both_runs_headline_ratios_are_printed_with_the_change(run_a: Path, tmp_path: Path,

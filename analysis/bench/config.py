@@ -98,6 +98,10 @@ DEFAULTS: dict[str, Any] = {
     # by rate_search_budget_s of wall-clock time
     "rate_search_platforms": "direct",
     "rate_search_budget_s": 150.0,
+    # issue 24: before each probe of the plan step's search, this many seconds of closed-loop load at the run's best
+    # concurrency measure the platform's throughput now; the search bisects on the probe's rate as a share of it, so
+    # that a machine that slows down during the search moves the rates with it (0: bisect on req/s, uncalibrated)
+    "rate_search_calibrate_s": 3.0,
     "rate_arrivals": "poisson",  # poisson (seeded) or constant
     "rate_seed": 1,  # the Poisson schedule's seed: the same at every rate and platform (common random numbers)
     "rate_max_outstanding": 512,  # cap on requests in flight; one due above it is dropped, never delayed
@@ -446,6 +450,10 @@ def _rate_knobs(knobs: dict[str, Any], names: list[str]) -> None:
     budget = knobs["rate_search_budget_s"]
     if not isinstance(budget, int | float) or isinstance(budget, bool) or not budget > 0:
         raise ConfigError(f"'rate_search_budget_s' must be a number of seconds > 0, got {budget!r}")
+    calibrate = knobs["rate_search_calibrate_s"]
+    if isinstance(calibrate, bool) or not isinstance(calibrate, int | float) or calibrate < 0:
+        raise ConfigError(f"'rate_search_calibrate_s' must be a number of seconds >= 0 (0: no calibration), "
+                          f"got {calibrate!r}")
     for name in ("rate_duration_s", "rate_max_lag_ms", "slo_p99_ms"):
         if isinstance(knobs[name], bool) or not isinstance(knobs[name], int | float) or not knobs[name] > 0:
             raise ConfigError(f"'{name}' must be a number > 0, got {knobs[name]!r}")

@@ -74,16 +74,31 @@ def closed_loop_capacity(folder: RunFolder, platform: str) -> dict[str, Any] | N
                       for conc, m in medians.items()}}
 
 
+def _target(folder: RunFolder, platform: PlatformConfig) -> openloop.Target:
+    """What every open-loop request of the run is: a POST of the run's payload to the platform."""
+    knobs = folder.config.knobs
+    return openloop.Target(url=platform.url, method="POST", body=folder.payload_path.read_bytes(),
+                           content_type="image/jpeg", timeout_s=float(knobs["request_timeout_s"]),
+                           keepalive=knobs["keepalive"])
+
+
+def _pin_generator(folder: RunFolder) -> tuple[Any, dict[str, Any]]:
+    """Pin this process to the load generator's CPUs, as for ab (issue 14: CPUs apart from pinned servers);
+    returns system.where's (serving, placement)."""
+    serving, placement = system.where(folder.config)
+    cpus = system.parse_cpu_list(placement["load_generator_cpus"])
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    return serving, placement
+
+
 def _observe(folder: RunFolder, platform: PlatformConfig, out: Path, target: openloop.Target,
              offsets: np.ndarray) -> tuple[openloop.OpenLoopRun, dict[str, Any]]:
     """The open-loop run with what run-one records around ab: /metrics before and after, CPU and memory during,
     and the server's log lines."""
     knobs = folder.config.knobs
     logs, metrics_before_error, sampler, resources_info = _observers(folder, platform, out)
-    serving, placement = system.where(folder.config)  # as for ab (issue 14): CPUs apart from pinned servers
-    cpus = system.parse_cpu_list(placement["load_generator_cpus"])
-    if cpus:
-        os.sched_setaffinity(0, cpus)
+    serving, placement = _pin_generator(folder)
     mark = logs.mark()
     if sampler is not None:
         sampler.start()
@@ -150,9 +165,7 @@ def open_loop_run(folder: RunFolder, platform_name: str, run_key: str, offered: 
     out = _prepare(folder, run_key)
     if out is None:
         raise StepError(f"{run_key} is already done")
-    target = openloop.Target(url=platform.url, method="POST", body=folder.payload_path.read_bytes(),
-                             content_type="image/jpeg", timeout_s=float(knobs["request_timeout_s"]),
-                             keepalive=knobs["keepalive"])
+    target = _target(folder, platform)
     try:
         offsets = openloop.schedule(knobs["rate_arrivals"], offered, duration, seed=knobs["rate_seed"])
         result, observed = _observe(folder, platform, out, target, offsets)
@@ -184,6 +197,39 @@ def missed_objective(rows: list[dict[str, Any]], slo_ms: float) -> int:
     """Scheduled requests that missed the latency objective: served slower than `slo_ms`, failed, or dropped
     (schema.OBJECTIVE_SHARE: one share for all three)."""
     return sum(1 for r in rows if r["outcome"] != "served" or r["latency_ms"] > slo_ms)
+
+
+# ------------------------------------------------------------------------------------------ calibration
+CALIBRATION_OVERDRIVE = 4.0  # the calibration's schedule offers this many times the closed-loop capacity
+
+
+def saturation_throughput(folder: RunFolder, platform_name: str, concurrency: int, seconds: float,
+                          capacity_rps: float) -> dict[str, Any]:
+    """The platform's throughput now, with `concurrency` requests kept in flight for `seconds` (issue 24: the
+    capacity search's calibration, run just before each of its probes).
+
+    Closed loop through the open-loop generator: a constant schedule at CALIBRATION_OVERDRIVE times `capacity_rps`,
+    capped at `concurrency` requests outstanding, so a finished request is replaced within one gap of the schedule
+    and the requests due while all `concurrency` are in flight are never sent. The throughput counts the served
+    requests that completed in the window's last two thirds, over those two thirds: the first third holds the start,
+    when all `concurrency` requests left together. Returns served_per_s, the counts, and the window."""
+    if concurrency < 1 or not seconds > 0 or not capacity_rps > 0:
+        raise StepError(f"the calibration needs concurrency >= 1, seconds > 0 and a capacity > 0, got {concurrency}, "
+                        f"{seconds} and {capacity_rps}")
+    platform = _platform(folder, platform_name)
+    offsets = openloop.schedule("constant", CALIBRATION_OVERDRIVE * capacity_rps, seconds)
+    _pin_generator(folder)
+    try:
+        run = openloop.run(_target(folder, platform), offsets, concurrency, folder.config.knobs["rate_realtime"])
+        rows = run.rows()
+    except openloop.OpenLoopError as exc:
+        raise StepError(str(exc)) from None
+    start = seconds / 3
+    served = sum(1 for r in rows if r["outcome"] == "served" and start < r["done_s"] <= seconds)
+    return {"served_per_s": round(served / (seconds - start), 4), "served_in_window": served,
+            "window_s": round(seconds - start, 4), "sent": sum(1 for r in rows if r["outcome"] != "dropped"),
+            "failed": sum(1 for r in rows if r["outcome"] not in ("served", "dropped")), "concurrency": concurrency,
+            "seconds": seconds}
 
 
 # ------------------------------------------------------------------------------------ capacity search
@@ -235,6 +281,37 @@ def grid_levels(folder: RunFolder, platform: str) -> list[tuple[float, bool]]:
     return levels
 
 
+def _search_start(folder: RunFolder, platform_name: str, low_rps: float | None, high_rps: float | None
+                  ) -> tuple[dict[str, Any] | None, float, float, list[float], list[float], str]:
+    """rate_search's start in req/s: (the closed-loop capacity or None, low, high, floors, ceilings, where the
+    bracket came from). `floors` and `ceilings`: where a disproved end moves out to, nearest first."""
+    if low_rps is not None and high_rps is not None:
+        return None, low_rps, high_rps, [], [], "given"
+    knobs = folder.config.knobs
+    capacity = closed_loop_capacity(folder, platform_name)
+    if capacity is None or not capacity["capacity_rps"] > 0:
+        raise StepError(f"no closed-loop capacity of {platform_name} in {folder.path} to take "
+                        f"rate_search_bracket_pct of: run its concurrency steps first, or give --low-rps and "
+                        f"--high-rps")
+    pct = knobs["rate_search_bracket_pct"]
+    floor, ceiling = (round(pct[0] / 100 * capacity["capacity_rps"], 2),
+                      round(pct[1] / 100 * capacity["capacity_rps"], 2))
+    levels = grid_levels(folder, platform_name) if low_rps is None and high_rps is None else []
+    grid_low, grid_high = grid_bracket(levels)
+    start = "grid" if grid_low is not None or grid_high is not None else "rate_search_bracket_pct"
+    low_rps = low_rps if low_rps is not None else grid_low if grid_low is not None and grid_low > floor \
+        else floor
+    high_rps = high_rps if high_rps is not None else grid_high if grid_high is not None \
+        and low_rps < grid_high < ceiling else ceiling
+    # a disproved end moves out to the grid's next level first (a short step: the grid's short runs are
+    # usually only just wrong), then to rate_search_bracket_pct (25 % of capacity is a long probe)
+    rates = [round(rate, 2) for rate, _ in levels] if start == "grid" else []
+    floors = sorted({r for r in rates if floor < r < low_rps}, reverse=True)[:1] + \
+        ([floor] if floor < low_rps else [])
+    ceilings = sorted({r for r in rates if high_rps < r < ceiling})[:1] + ([ceiling] if ceiling > high_rps else [])
+    return capacity, low_rps, high_rps, floors, ceilings, start
+
+
 def rate_search(folder: RunFolder, platform_name: str, low_rps: float | None = None, high_rps: float | None = None,
                 budget_s: float | None = None, level: float = SEARCH_LEVEL) -> StepResult:
     """Capacity at the objective by bisection on the offered rate (issue 24).
@@ -251,54 +328,54 @@ def rate_search(folder: RunFolder, platform_name: str, low_rps: float | None = N
     `budget_s` would be overrun. The final low end is then run again: if the two runs together miss the objective
     it becomes the high end. A probe whose generator fell behind is run once more (budgets allowing); a second
     invalid run stops the search (its bracket is what was proven).
+
+    Calibrated (no bracket given and rate_search_calibrate_s > 0): the search's points are % of the platform's
+    throughput measured just before each probe (saturation_throughput, at the closed-loop sweep's best
+    concurrency), so the machine's speed during the search, which moves by 10-20 % within minutes on a shared VM,
+    moves every probe's rate with it. The bracket is reported in that % (low_pct, high_pct), in req/s as that share
+    of the run's closed-loop capacity (low_rps, high_rps: the sweep's repetitions spread over the run), and as the
+    rates the probes actually offered (measured_low_rps, measured_high_rps).
     Writes raw/rate-search-<platform>/search.json and search.csv (the probes) and done.json last."""
     _platform(folder, platform_name)
     run_key = rate_search_key(platform_name)
     position = _position(folder, run_key)
     if folder.is_done(run_key):
         return StepResult(run_key, True, f"{position} {run_key}: already done")
-    capacity = None
-    floors: list[float] = []  # where a disproved low end moves out to, nearest first
-    ceilings: list[float] = []
-    start = "given"
-    if low_rps is None or high_rps is None:
-        capacity = closed_loop_capacity(folder, platform_name)
-        if capacity is None or not capacity["capacity_rps"] > 0:
-            raise StepError(f"no closed-loop capacity of {platform_name} in {folder.path} to take "
-                            f"rate_search_bracket_pct of: run its concurrency steps first, or give --low-rps and "
-                            f"--high-rps")
-        pct = folder.config.knobs["rate_search_bracket_pct"]
-        floor, ceiling = (round(pct[0] / 100 * capacity["capacity_rps"], 2),
-                          round(pct[1] / 100 * capacity["capacity_rps"], 2))
-        levels = grid_levels(folder, platform_name) if low_rps is None and high_rps is None else []
-        grid_low, grid_high = grid_bracket(levels)
-        start = "grid" if grid_low is not None or grid_high is not None else "rate_search_bracket_pct"
-        low_rps = low_rps if low_rps is not None else grid_low if grid_low is not None and grid_low > floor \
-            else floor
-        high_rps = high_rps if high_rps is not None else grid_high if grid_high is not None \
-            and low_rps < grid_high < ceiling else ceiling
-        # a disproved end moves out to the grid's next level first (a short step: the grid's short runs are
-        # usually only just wrong), then to rate_search_bracket_pct (25 % of capacity is a long probe)
-        rates = [round(rate, 2) for rate, _ in levels] if start == "grid" else []
-        floors = sorted({r for r in rates if floor < r < low_rps}, reverse=True)[:1] + \
-            ([floor] if floor < low_rps else [])
-        ceilings = sorted({r for r in rates if high_rps < r < ceiling})[:1] + ([ceiling] if ceiling > high_rps else [])
+    knobs = folder.config.knobs
+    calibrated = low_rps is None and high_rps is None and float(knobs["rate_search_calibrate_s"]) > 0
+    capacity, low_rps, high_rps, floors, ceilings, start = _search_start(folder, platform_name, low_rps, high_rps)
     if not 0 < low_rps < high_rps:
         raise StepError(f"the search needs 0 < low < high req/s, got [{low_rps}, {high_rps}]")
+    calibration = None
+    low, high = round(low_rps, 2), round(high_rps, 2)
+    if calibrated:
+        assert capacity is not None
+        cap = capacity["capacity_rps"]
+
+        def to_pct(rps: float) -> float:
+            return round(100 * rps / cap, 2)
+
+        calibration = {"concurrency": int(capacity["concurrency"]), "seconds": float(knobs["rate_search_calibrate_s"]),
+                       "capacity_rps": cap}
+        low, high = to_pct(low), to_pct(high)
+        floors, ceilings = [to_pct(f) for f in floors], [to_pct(c) for c in ceilings]
     out = _prepare(folder, run_key)
     assert out is not None
-    search = _Search(folder, platform_name, run_key, level, budget_s)
-    low, high, reason = search.bisect(round(low_rps, 2), round(high_rps, 2), floors, ceilings)
+    search = _Search(folder, platform_name, run_key, level, budget_s, calibration)
+    start_low, start_high = low, high
+    low, high, reason = search.bisect(low, high, floors, ceilings)
     low, high, reason = search.repeat_boundary(low, high, reason, floors)  # the floors bisect left unused
     finished = time.time()
     width = 100 * (high - low) / low if low is not None and high is not None else None
-    result = {"platform": platform_name, "low_rps": low, "high_rps": high, "width_pct": width,
+    result = {"platform": platform_name, **search.bracket(low, high), "width_pct": width,
               "converged": width is not None and width <= search.tolerance, "boundary_repeated": search.repeated,
               "boundary_confirmed": search.confirmed, "stop_reason": reason, "level": level,
-              "objective_share": schema.OBJECTIVE_SHARE, "slo_p99_ms": float(folder.config.knobs["slo_p99_ms"]),
-              "requests_per_probe": search.need, "start": start, "start_low_rps": round(low_rps, 2),
-              "start_high_rps": round(high_rps, 2), "tolerance_pct": search.tolerance,
-              "max_probes": search.max_probes, "budget_s": budget_s, "capacity": capacity, "probes": search.probes,
+              "objective_share": schema.OBJECTIVE_SHARE, "slo_p99_ms": float(knobs["slo_p99_ms"]),
+              "requests_per_probe": search.need, "start": start, "unit": search.unit,
+              "start_low_rps": round(low_rps, 2), "start_high_rps": round(high_rps, 2),
+              "start_low": start_low, "start_high": start_high, "tolerance_pct": search.tolerance,
+              "max_probes": search.max_probes, "budget_s": budget_s, "capacity": capacity,
+              "calibration": calibration, "probes": search.probes,
               "started_utc": _epoch_utc(search.started), "finished_utc": _epoch_utc(finished)}
     write_json(out / SEARCH_JSON, result)
     _write_csv(out / SEARCH_CSV, search.probes, list(search.probes[0]) if search.probes else ["probe"])
@@ -306,18 +383,23 @@ def rate_search(folder: RunFolder, platform_name: str, low_rps: float | None = N
     _finish(folder, out, {"run_key": run_key, "step": "rate-search", "platform": platform_name,
                           "started_utc": _epoch_utc(search.started), "finished_utc": _epoch_utc(finished),
                           "outcome": "failed" if failed else "ok", "error": reason if failed else None,
-                          **{k: result[k] for k in ("low_rps", "high_rps", "width_pct", "converged",
-                                                    "boundary_confirmed", "stop_reason")}})
+                          **{k: result[k] for k in ("low_rps", "high_rps", "low_pct", "high_pct", "width_pct",
+                                                    "converged", "boundary_confirmed", "stop_reason")}})
     boundary = "confirmed" if search.confirmed else "not confirmed" if search.repeated else "not repeated"
+    shares = (f" ({bracket_text(low, high, '%')} of the throughput measured before each probe, as a share of the "
+              f"closed-loop {capacity['capacity_rps']:g} req/s)" if calibration and capacity else "")
     return StepResult(run_key, False, f"{position} {run_key}: capacity at the objective in "
-                      f"{bracket_text(low, high)} req/s after {len(search.probes)} probes in "
-                      f"{finished - search.started:.0f} s ({reason}; boundary {boundary})")
+                      f"{bracket_text(result['low_rps'], result['high_rps'])} req/s{shares} after "
+                      f"{len(search.probes)} probes in {finished - search.started:.0f} s ({reason}; "
+                      f"boundary {boundary})")
 
 
 class _Search:
-    """The probes of one capacity search and the rules that judge them (rate_search)."""
+    """The probes of one capacity search and the rules that judge them (rate_search). Its points are offered rates
+    in req/s, or, calibrated, % of the throughput saturation_throughput measured just before each probe."""
 
-    def __init__(self, folder: RunFolder, platform: str, run_key: str, level: float, budget_s: float | None) -> None:
+    def __init__(self, folder: RunFolder, platform: str, run_key: str, level: float, budget_s: float | None,
+                 calibration: dict[str, Any] | None = None) -> None:
         knobs = folder.config.knobs
         self.folder, self.platform, self.run_key, self.level, self.budget_s = folder, platform, run_key, level, budget_s
         self.need = schema.requests_to_prove(level)
@@ -325,9 +407,20 @@ class _Search:
         self.max_probes = int(knobs["rate_search_max_probes"])
         self.min_duration = float(knobs["rate_duration_s"])
         self.arrivals, self.seed = knobs["rate_arrivals"], knobs["rate_seed"]
+        self.calibration = calibration
+        self.unit = "%" if calibration else "req/s"
+        self.throughput = calibration["capacity_rps"] if calibration else None  # the last calibration's
         self.started = time.time()
         self.probes: list[dict[str, Any]] = []
         self.repeated = self.confirmed = False
+
+    def rate(self, point: float) -> float:
+        """The offered rate of a point: itself, or its share of the last measured throughput."""
+        return point if self.throughput is None else round(point / 100 * self.throughput, 2)
+
+    def at(self, row: dict[str, Any]) -> float:
+        """The point a probe was made at."""
+        return row["pct"] if self.calibration else row["offered_rps"]
 
     def duration(self, rate: float) -> float:
         """At least rate_duration_s, and long enough that the schedule itself (seeded: the same one the probe will
@@ -337,43 +430,84 @@ class _Search:
             duration += 1.0 / rate
         return duration
 
-    def fits(self, rate: float) -> bool:
-        return (self.budget_s is None
-                or time.time() - self.started + self.duration(rate) + DRAIN_GUESS_S <= self.budget_s)
+    def fits(self, point: float) -> bool:
+        calibrating = self.calibration["seconds"] + 1.0 if self.calibration else 0.0  # + its drain and set-up
+        return (self.budget_s is None or time.time() - self.started + calibrating
+                + self.duration(self.rate(point)) + DRAIN_GUESS_S <= self.budget_s)
 
-    def meets(self, rate: float) -> bool:
-        """The valid runs at `rate` together: at most OBJECTIVE_SHARE of their scheduled requests missed it."""
-        mine = [q for q in self.probes if q["offered_rps"] == rate and q["valid"]]
+    def meets(self, point: float) -> bool:
+        """The valid runs at `point` together: at most OBJECTIVE_SHARE of their scheduled requests missed it."""
+        mine = [q for q in self.probes if self.at(q) == point and q["valid"]]
         scheduled = sum(q["scheduled"] for q in mine)
         return scheduled > 0 and sum(q["missed"] for q in mine) / scheduled <= schema.OBJECTIVE_SHARE
 
-    def probe(self, rate: float, why: str) -> dict[str, Any]:
+    def bracket(self, low: float | None, high: float | None) -> dict[str, Any]:
+        """search.json's bracket: low_rps and high_rps, and calibrated also low_pct and high_pct (low_rps: that
+        share of the closed-loop capacity), measured_low_rps and measured_high_rps (the mean rate the valid probes
+        at each end offered) and the calibrations' median throughput."""
+        if not self.calibration:
+            return {"low_rps": low, "high_rps": high, "low_pct": None, "high_pct": None, "measured_low_rps": None,
+                    "measured_high_rps": None, "calibration_rps_median": None}
+
+        def measured(point: float | None) -> float | None:
+            rates = [q["offered_rps"] for q in self.probes if q["valid"] and point is not None and q["pct"] == point]
+            return round(float(np.mean(rates)), 2) if rates else None
+
+        cap = self.calibration["capacity_rps"]
+        through = [q["calibration_rps"] for q in self.probes if q.get("calibration_rps")]
+        return {"low_rps": round(low / 100 * cap, 2) if low is not None else None,
+                "high_rps": round(high / 100 * cap, 2) if high is not None else None, "low_pct": low,
+                "high_pct": high, "measured_low_rps": measured(low), "measured_high_rps": measured(high),
+                "calibration_rps_median": round(float(np.median(through)), 4) if through else None}
+
+    def probe(self, point: float, why: str) -> dict[str, Any]:
+        number = len(self.probes) + 1
+        row: dict[str, Any] = {"probe": number, "run_key": None, "why": why, "pct": None, "calibration_rps": None,
+                               "offered_rps": None}
+        if self.calibration:
+            cal = saturation_throughput(self.folder, self.platform, self.calibration["concurrency"],
+                                        self.calibration["seconds"], self.throughput)
+            row.update(pct=point, calibration_rps=cal["served_per_s"])
+            if not cal["served_per_s"] > 0:
+                row.update(duration_s=0.0, scheduled=0, served=0, errors=0, dropped=0, missed=0, missed_share=None,
+                           ci_low=None, ci_high=None, valid=False, meets=False, p99_ms=None, started_utc=None,
+                           invalid_reason=f"the calibration served nothing ({cal['failed']} of {cal['sent']} failed)")
+                self.probes.append(row)
+                print(f"  probe {number} ({why}) {point:g} %: INVALID ({row['invalid_reason']})", flush=True)
+                return row
+            self.throughput = cal["served_per_s"]
+        rate = self.rate(point)
         duration = self.duration(rate)
         rep = _free_repetition(self.folder, self.platform, rate)
         key = rate_run_key(self.platform, None, rate, rep)
-        number = len(self.probes) + 1
         stats = open_loop_run(self.folder, self.platform, key, rate, duration, repetition=rep,
-                              extra={"search": {"run_key": self.run_key, "probe": number, "why": why}})
+                              extra={"search": {"run_key": self.run_key, "probe": number, "why": why,
+                                                "pct": row["pct"], "calibration_rps": row["calibration_rps"]}})
         share, ci_low, ci_high = schema.share_ci(stats["missed"], stats["scheduled"], self.level)
-        row = {"probe": number, "run_key": key, "why": why, "offered_rps": rate, "duration_s": round(duration, 3),
-               "scheduled": stats["scheduled"], "served": stats["served"], "errors": stats["errors"],
-               "dropped": stats["dropped"], "missed": stats["missed"], "missed_share": round(share, 6),
-               "ci_low": round(ci_low, 6), "ci_high": round(ci_high, 6), "valid": bool(stats["valid"]),
-               "meets": bool(stats["valid"]) and share <= schema.OBJECTIVE_SHARE, "p99_ms": stats.get("p99_ms"),
-               "started_utc": stats["started_utc"]}
+        row.update({"run_key": key, "offered_rps": rate, "duration_s": round(duration, 3),
+                    "scheduled": stats["scheduled"], "served": stats["served"], "errors": stats["errors"],
+                    "dropped": stats["dropped"], "missed": stats["missed"], "missed_share": round(share, 6),
+                    "ci_low": round(ci_low, 6), "ci_high": round(ci_high, 6), "valid": bool(stats["valid"]),
+                    "meets": bool(stats["valid"]) and share <= schema.OBJECTIVE_SHARE, "p99_ms": stats.get("p99_ms"),
+                    "started_utc": stats["started_utc"],
+                    "invalid_reason": None if stats["valid"] else "the generator fell behind"})
         self.probes.append(row)
         verdict = "INVALID (generator behind)" if not row["valid"] else "meets" if row["meets"] else "misses"
-        print(f"  probe {number} ({why}) {rate:g} req/s for {duration:.1f} s: {stats['missed']} of "
+        where = (f"{point:g} % of {row['calibration_rps']:g} req/s = {rate:g} req/s" if self.calibration
+                 else f"{rate:g} req/s")
+        print(f"  probe {number} ({why}) {where} for {duration:.1f} s: {stats['missed']} of "
               f"{stats['scheduled']} missed the objective ({100 * share:.2f} % [{100 * ci_low:.2f}, "
               f"{100 * ci_high:.2f}]): {verdict}", flush=True)
         return row
 
-    def valid_probe(self, rate: float, why: str) -> dict[str, Any]:
-        """A probe, run once more when its generator fell behind (a moment of CPU contention on a small machine,
-        not a property of the rate) while the probe and time budgets allow; its invalid run stays in the record."""
-        row = self.probe(rate, why)
-        if not row["valid"] and len(self.probes) < self.max_probes - 1 and self.fits(rate):
-            row = self.probe(rate, f"{why}, again: probe {row['probe']}'s generator fell behind")
+    def valid_probe(self, point: float, why: str) -> dict[str, Any]:
+        """A probe, run once more when it was invalid (its generator fell behind: a moment of CPU contention on a
+        small machine, not a property of the rate; or its calibration served nothing) while the probe and time
+        budgets allow; its invalid run stays in the record."""
+        row = self.probe(point, why)
+        if not row["valid"] and len(self.probes) < self.max_probes - 1 and self.fits(point):
+            what = row["invalid_reason"].removeprefix("the ")
+            row = self.probe(point, f"{why}, again: probe {row['probe']}'s {what}")
         return row
 
     def bisect(self, low: float, high: float, floors: list[float], ceilings: list[float]
@@ -384,12 +518,12 @@ class _Search:
         capacity), and is probed there. Takes what it uses off the front of `floors` and `ceilings`."""
         ends = [("low end", low), ("high end", high)]
         while ends:
-            end, rate = ends.pop(0)
-            if not self.fits(rate):
+            end, point = ends.pop(0)
+            if not self.fits(point):
                 return low, high, "time budget spent"
-            row = self.valid_probe(rate, end)
+            row = self.valid_probe(point, end)
             if not row["valid"]:
-                return low, high, f"probe {row['probe']} invalid: the generator fell behind, twice"
+                return low, high, f"probe {row['probe']} invalid: {row['invalid_reason']}, twice"
             if end == "low end" and not row["meets"]:
                 if not floors:
                     return None, low, "the low end misses the objective: capacity below the bracket"
@@ -405,16 +539,16 @@ class _Search:
             if len(self.probes) >= self.max_probes - 1:
                 return low, high, f"probe budget spent ({self.max_probes}, one kept for the repeat)"
             if not self.fits(mid) or mid in (low, high):
-                return low, high, "time budget spent" if mid not in (low, high) else "rates 0.01 req/s apart"
+                return low, high, "time budget spent" if mid not in (low, high) else f"points 0.01 {self.unit} apart"
             row = self.valid_probe(mid, "bisection")
             if not row["valid"]:
-                return low, high, f"probe {row['probe']} invalid: the generator fell behind, twice"
+                return low, high, f"probe {row['probe']} invalid: {row['invalid_reason']}, twice"
             low, high = (mid, high) if row["meets"] else (low, mid)
         return low, high, f"bracket within {self.tolerance:g} %"
 
     def repeat_boundary(self, low: float | None, high: float | None, reason: str, floors: list[float]
                         ) -> tuple[float | None, float | None, str]:
-        """Run the low end once more; if its runs together miss the objective, the next lower rate that met it
+        """Run the low end once more; if its runs together miss the objective, the next lower point that met it
         becomes the low end and this one the high end, and the reason says so (the bracket may be wider than the
         tolerance the search stopped at). Where no lower probe met it, the next floor left (the grid's next level,
         or rate_search_bracket_pct) is probed once, budgets allowing, so that the bracket keeps a low end."""
@@ -426,8 +560,8 @@ class _Search:
         self.confirmed = row["valid"] and self.meets(low)
         if self.confirmed:
             return low, high, reason
-        met = sorted(q["offered_rps"] for q in self.probes
-                     if q["valid"] and q["offered_rps"] < low and self.meets(q["offered_rps"]))
+        met = sorted(self.at(q) for q in self.probes
+                     if q["valid"] and self.at(q) < low and self.meets(self.at(q)))
         new_low = met[-1] if met else None
         top, probed = low, ""
         floor = next((f for f in floors if f < low), None)
@@ -437,18 +571,20 @@ class _Search:
                 new_low = floor
             elif row["valid"]:
                 top = floor  # the capacity is below this one too
-            probed = f" after probing {floor:g} req/s ({'met' if new_low is not None else 'missed'} it)"
-        return new_low, top, (f"{reason}, then the low end {low:g} req/s missed the objective when repeated: "
-                              f"the bracket became {bracket_text(new_low, top)}{probed}")
+            probed = f" after probing {floor:g} {self.unit} ({'met' if new_low is not None else 'missed'} it)"
+        return new_low, top, (f"{reason}, then the low end {low:g} {self.unit} missed the objective when repeated: "
+                              f"the bracket became {bracket_text(new_low, top, self.unit)}{probed}")
 
 
-def bracket_text(low: float | None, high: float | None) -> str:
-    """'[a, b]', with '< b' or '> a' for a one-sided bracket."""
+def bracket_text(low: float | None, high: float | None, unit: str = "") -> str:
+    """'[a, b]', with '< b' or '> a' for a one-sided bracket; `unit` ('%') follows the numbers when given and is
+    not 'req/s' (the callers name req/s themselves)."""
+    tail = " %" if unit == "%" else ""
     if low is None:
-        return f"< {high:g}" if high is not None else "n/a"
+        return f"< {high:g}{tail}" if high is not None else "n/a"
     if high is None:
-        return f"> {low:g}"
-    return f"[{low:g}, {high:g}]"
+        return f"> {low:g}{tail}"
+    return f"[{low:g}, {high:g}]{tail}"
 
 
 # --------------------------------------------------------------------------------------- tidy tables

@@ -396,6 +396,12 @@ platform            str     *  platform searched
 low_rps             float?  *  highest offered rate shown to meet the objective (the repeated boundary); empty when
                                even the bracket's low end missed it
 high_rps            float?  *  lowest offered rate above it shown to miss it; empty when the bracket's high end met it
+low_pct             float?  -  calibrated search: low_rps as % of the throughput measured just before each probe
+                               (rate.saturation_throughput); low_rps is then this share of the closed-loop capacity
+high_pct            float?  -  calibrated search: high_rps as % of that throughput
+measured_low_rps    float?  -  calibrated search: the mean rate the valid probes at low_pct offered
+measured_high_rps   float?  -  calibrated search: the mean rate the valid probes at high_pct offered
+calibration_rps_median float? - calibrated search: the median of the throughputs measured before the probes
 width_pct           float?  -  (high_rps - low_rps) / low_rps, %
 converged           int     *  1 when width_pct <= rate_search_tolerance_pct
 boundary_repeated   int     -  1 when low_rps was run a second time
