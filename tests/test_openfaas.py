@@ -373,6 +373,21 @@ def start_platform(tmp_path: Path, model_dir: Path, mode: str, **env: str) -> Pr
     return proc.wait_listening(60)
 
 
+def health_past_the_gateway(url: str):
+    """The first health answer that comes from the watchdog.
+
+    The supervisor starts the watchdog and the gateway side by side, so until the watchdog has bound its port the
+    gateway answers its own empty 502 for an unreachable upstream: that start-up race is waited out, nothing else.
+    """
+    def answer():
+        response = request(url, "GET", "/function/predict/_/health")
+        if response.status == 502 and response.body == b"" and "x-openfaas-internal" not in response.headers:
+            return None
+        return response
+
+    return wait_until(answer, 30, "a health answer from the watchdog")
+
+
 def truncated_jpeg(data: bytes) -> bytes:
     return data[: len(data) // 3]
 
@@ -385,8 +400,7 @@ def test_http_prediction_through_gateway_watchdog_and_handler_equals_the_inferen
     url = platform.url
     with running(platform):
         # Kubernetes' probe path says ready at once: the model is still loading behind it
-        health = wait_until(lambda: request(url, "GET", "/function/predict/_/health"), 30, "health")
-        assert health.status == 200
+        assert health_past_the_gateway(url).status == 200
         statuses = []
 
         def first_200() -> bool:
@@ -440,7 +454,7 @@ def test_classic_prediction_loads_the_model_in_each_process_and_equals_the_infer
                               OPENFAAS_GATEWAY_TOPOLOGY="direct")
     url = platform.url
     with running(platform):
-        assert request(url, "GET", "/function/predict/_/health").status == 200
+        assert health_past_the_gateway(url).status == 200
         answers = [request(url, "POST", "/function/predict", body=photo, headers={"Content-Type": "image/jpeg"},
                            timeout=120) for _ in range(2)]
         bad = request(url, "POST", "/function/predict", body=b"not an image", headers={"Content-Type": "image/jpeg"})
@@ -478,7 +492,7 @@ def test_the_image_shares_the_dependency_stage_with_the_other_images():
     assert 'ENTRYPOINT ["python3", "/opt/openfaas/supervisor.py"]' in text
     for copied in re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.M):
         for source in copied.split():
-            if source != "\\" and "$" not in source:
+            if source != "\\" and "$" not in source and not source.startswith("build/"):  # build/: made by setup
                 assert (REPO_ROOT / source).exists(), source
 
 
