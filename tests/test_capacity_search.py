@@ -370,7 +370,7 @@ def test_a_calibrated_search_finds_the_share_on_a_machine_that_slows_down(tmp_pa
         fake = FakeServer(folder, lambda r: 0.0 if r <= 0.91 * speed(len(fake.calls)) else 0.2)
         seen: list[tuple[int, float]] = []  # (concurrency, seconds) of each calibration
 
-        def calibration(folder_, platform, concurrency, seconds, hint):
+        def calibration(folder_, platform, concurrency, seconds, hint, out_dir):
             seen.append((concurrency, seconds))
             return {"served_per_s": speed(len(fake.calls) + 1), "failed": 0, "sent": 1}
 
@@ -401,8 +401,8 @@ def test_a_calibrated_search_finds_the_share_on_a_machine_that_slows_down(tmp_pa
 
 
 def test_the_calibration_measures_a_serial_servers_throughput(tmp_path):
-    """A serial server at 20 ms a request serves 50 req/s at most, however many requests wait; the calibration's
-    closed loop (4 in flight, 3 s) must find close to that, and never more."""
+    """A serial server at 20 ms a request serves 50 req/s at most, however many requests wait; the calibration
+    (ab at 4 in flight for about 3 s, as the concurrency sweep runs it) must find close to that, and never more."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -411,13 +411,14 @@ def test_the_calibration_measures_a_serial_servers_throughput(tmp_path):
     try:
         openloop.wait_port(port)
         folder = folder_for(tmp_path, f"http://127.0.0.1:{port}/predict", request_timeout_s=5)
-        cal = rate.saturation_throughput(folder, "container", 4, 3.0, 50.0)
+        folder.payload_path.write_bytes(b"x" * 1000)
+        cal = rate.saturation_throughput(folder, "container", 4, 3.0, 50.0, tmp_path / "cal")
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    assert cal["window_s"] == 2.0 and cal["failed"] == 0 and cal["concurrency"] == 4
-    assert 0.85 * 50 <= cal["served_per_s"] <= 50 * 1.03, cal  # 1.03: one request's edge in a 2 s window
-    assert cal["sent"] <= 3.0 * 50 + 4 + 1  # closed loop: what was sent is what could be served, plus the c in flight
+    assert cal["sent"] == 150 and cal["served"] == 150 and cal["failed"] == 0 and cal["concurrency"] == 4
+    assert 0.85 * 50 <= cal["served_per_s"] <= 50 * 1.02, cal  # 150 requests take at least 3 s
+    assert (tmp_path / "cal" / "ab.stdout").exists()  # ab's own output is kept beside the search
 
 
 def test_the_calibration_knob_is_checked():

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -200,36 +201,34 @@ def missed_objective(rows: list[dict[str, Any]], slo_ms: float) -> int:
 
 
 # ------------------------------------------------------------------------------------------ calibration
-CALIBRATION_OVERDRIVE = 4.0  # the calibration's schedule offers this many times the closed-loop capacity
-
-
 def saturation_throughput(folder: RunFolder, platform_name: str, concurrency: int, seconds: float,
-                          capacity_rps: float) -> dict[str, Any]:
-    """The platform's throughput now, with `concurrency` requests kept in flight for `seconds` (issue 24: the
-    capacity search's calibration, run just before each of its probes).
-
-    Closed loop through the open-loop generator: a constant schedule at CALIBRATION_OVERDRIVE times `capacity_rps`,
-    capped at `concurrency` requests outstanding, so a finished request is replaced within one gap of the schedule
-    and the requests due while all `concurrency` are in flight are never sent. The throughput counts the served
-    requests that completed in the window's last two thirds, over those two thirds: the first third holds the start,
-    when all `concurrency` requests left together. Returns served_per_s, the counts, and the window."""
+                          capacity_rps: float, out_dir: Path) -> dict[str, Any]:
+    """The platform's closed-loop throughput now (issue 24: the capacity search's calibration, run just before each
+    of its probes): ab at `concurrency`, as the concurrency sweep ran it, for about `seconds` (`seconds` times
+    `capacity_rps` requests, at least `concurrency`), pinned where the sweep's ab runs. served_per_s is ab's served
+    requests over its time taken, the sweep's own measure (closed_loop_capacity), so a share of it and a share of
+    the sweep's capacity are shares of the same thing. ab's files stay in `out_dir`."""
     if concurrency < 1 or not seconds > 0 or not capacity_rps > 0:
         raise StepError(f"the calibration needs concurrency >= 1, seconds > 0 and a capacity > 0, got {concurrency}, "
                         f"{seconds} and {capacity_rps}")
     platform = _platform(folder, platform_name)
-    offsets = openloop.schedule("constant", CALIBRATION_OVERDRIVE * capacity_rps, seconds)
-    _pin_generator(folder)
+    knobs = folder.config.knobs
+    requests = max(concurrency, round(seconds * capacity_rps))
+    command = ab.AbCommand(url=platform.url, requests=requests, concurrency=concurrency, post_file=folder.payload_path,
+                           content_type="image/jpeg", socket_timeout_s=knobs["ab_timeout_s"],
+                           keepalive=knobs["keepalive"], accept_variable_length=knobs["accept_variable_length"])
+    _, placement = system.where(folder.config, platform)
+    command = replace(command, cpus=placement["load_generator_cpus"])
     try:
-        run = openloop.run(_target(folder, platform), offsets, concurrency, folder.config.knobs["rate_realtime"])
-        rows = run.rows()
-    except openloop.OpenLoopError as exc:
-        raise StepError(str(exc)) from None
-    start = seconds / 3
-    served = sum(1 for r in rows if r["outcome"] == "served" and start < r["done_s"] <= seconds)
-    return {"served_per_s": round(served / (seconds - start), 4), "served_in_window": served,
-            "window_s": round(seconds - start, 4), "sent": sum(1 for r in rows if r["outcome"] != "dropped"),
-            "failed": sum(1 for r in rows if r["outcome"] not in ("served", "dropped")), "concurrency": concurrency,
-            "seconds": seconds}
+        result = ab.run_ab(command, out_dir, timeout_s=max(30.0, 10 * seconds), check=False)
+    except ab.AbError as exc:
+        raise StepError(f"the calibration's ab run failed: {exc}") from None
+    summary, classes = result.summary, result.classified
+    served = classes.served if classes is not None else 0
+    taken = summary.time_taken_s if summary is not None and summary.time_taken_s else None
+    return {"served_per_s": round(served / taken, 4) if taken else 0.0, "served": served,
+            "failed": requests - served, "sent": requests, "time_taken_s": taken, "concurrency": concurrency,
+            "seconds": seconds, "error": result.error}
 
 
 # ------------------------------------------------------------------------------------ capacity search
@@ -466,7 +465,8 @@ class _Search:
                                "offered_rps": None}
         if self.calibration:
             cal = saturation_throughput(self.folder, self.platform, self.calibration["concurrency"],
-                                        self.calibration["seconds"], self.throughput)
+                                        self.calibration["seconds"], self.throughput,
+                                        self.folder.run_dir(self.run_key) / f"calibration-{number}")
             row.update(pct=point, calibration_rps=cal["served_per_s"])
             if not cal["served_per_s"] > 0:
                 row.update(duration_s=0.0, scheduled=0, served=0, errors=0, dropped=0, missed=0, missed_share=None,
