@@ -14,7 +14,6 @@ Usage: scripts/cpu-per-request.py RUN_DIR [RUN_DIR ...]   (run with the project'
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -23,24 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.bench import ab, openloop
 from analysis.bench.manifest import DONE, read_json
+from analysis.bench.resources import RESOURCES_FILE, resource_rows
 
 
 def cpu_seconds(step: Path) -> tuple[float, float] | None:
     """(container CPU seconds, sampled seconds) from the step's resources.jsonl; None without two samples."""
-    path = step / "resources.jsonl"
-    if not path.exists():
+    rows = [r for r in resource_rows(step / RESOURCES_FILE) if r["cpu_usage_ns"] is not None]
+    if len(rows) < 2 or rows[-1]["t_s"] <= rows[0]["t_s"]:
         return None
-    samples = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            sample = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short when the sampler stopped
-        if sample.get("cpu_usage_ns") is not None:
-            samples.append(sample)
-    if len(samples) < 2 or samples[-1]["t_s"] <= samples[0]["t_s"]:
-        return None
-    return (samples[-1]["cpu_usage_ns"] - samples[0]["cpu_usage_ns"]) / 1e9, samples[-1]["t_s"] - samples[0]["t_s"]
+    return (rows[-1]["cpu_usage_ns"] - rows[0]["cpu_usage_ns"]) / 1e9, rows[-1]["t_s"] - rows[0]["t_s"]
 
 
 def served(step: Path, done: dict) -> int | None:

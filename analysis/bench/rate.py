@@ -40,6 +40,7 @@ from analysis.bench.runner import (
     _position,
     _prepare,
     _scrape,
+    ab_command,
 )
 
 EXPERIMENT = "rate"
@@ -212,11 +213,8 @@ def saturation_throughput(folder: RunFolder, platform_name: str, concurrency: in
         raise StepError(f"the calibration needs concurrency >= 1, seconds > 0 and a capacity > 0, got {concurrency}, "
                         f"{seconds} and {capacity_rps}")
     platform = _platform(folder, platform_name)
-    knobs = folder.config.knobs
     requests = max(concurrency, round(seconds * capacity_rps))
-    command = ab.AbCommand(url=platform.url, requests=requests, concurrency=concurrency, post_file=folder.payload_path,
-                           content_type="image/jpeg", socket_timeout_s=knobs["ab_timeout_s"],
-                           keepalive=knobs["keepalive"], accept_variable_length=knobs["accept_variable_length"])
+    command = ab_command(folder, platform.url, requests, concurrency)
     _, placement = system.where(folder.config, platform)
     command = replace(command, cpus=placement["load_generator_cpus"])
     try:

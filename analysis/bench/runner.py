@@ -103,6 +103,14 @@ def _platform(folder: RunFolder, name: str) -> PlatformConfig:
                         f"(it has {', '.join(folder.config.platforms)})") from None
 
 
+def ab_command(folder: RunFolder, url: str, requests: int, concurrency: int) -> ab.AbCommand:
+    """ab as every closed-loop step runs it: the run's payload POSTed as image/jpeg, with the run's ab knobs."""
+    knobs = folder.config.knobs
+    return ab.AbCommand(url=url, requests=requests, concurrency=concurrency, post_file=folder.payload_path,
+                        content_type="image/jpeg", socket_timeout_s=knobs["ab_timeout_s"],
+                        keepalive=knobs["keepalive"], accept_variable_length=knobs["accept_variable_length"])
+
+
 def _prepare(folder: RunFolder, run_key: str) -> Path | None:
     """The empty folder for a step, or None when the step is already done."""
     out = folder.run_dir(run_key)
@@ -170,11 +178,7 @@ def run_one(folder: RunFolder, experiment: str, platform_name: str, concurrency:
     out = _prepare(folder, run_key)
     if out is None:
         return StepResult(run_key, True, f"{position} {run_key}: already done")
-    command = ab.AbCommand(
-        url=platform.url, requests=requests, concurrency=concurrency, post_file=folder.payload_path,
-        content_type="image/jpeg", socket_timeout_s=knobs["ab_timeout_s"], keepalive=knobs["keepalive"],
-        accept_variable_length=knobs["accept_variable_length"],
-    )
+    command = ab_command(folder, platform.url, requests, concurrency)
     serving, placement = system.where(folder.config, platform)  # issue 14: what serves, and where ab runs
     command = replace(command, cpus=placement["load_generator_cpus"])
     ab.find_ab(command.ab)  # a missing ab is the harness's problem: fail before touching the service
@@ -668,11 +672,7 @@ def autoscale(folder: RunFolder, platform_name: str) -> StepResult:
     out = _prepare(folder, run_key)
     assert out is not None
     write_json(out / autoscaling.HPA_FILE, hpa)
-    command = ab.AbCommand(
-        url=platform.url, requests=autoscaling.MAX_REQUESTS, concurrency=knobs["autoscale_concurrency"],
-        post_file=folder.payload_path, content_type="image/jpeg", socket_timeout_s=knobs["ab_timeout_s"],
-        keepalive=knobs["keepalive"], accept_variable_length=knobs["accept_variable_length"],
-    )
+    command = ab_command(folder, platform.url, autoscaling.MAX_REQUESTS, knobs["autoscale_concurrency"])
     ab.find_ab(command.ab)
     limit_s = min(float(knobs["autoscale_duration_s"]), float(knobs["run_timeout_s"]))
     sampler = autoscaling.ReplicaSampler(kubectl, deployment, knobs["autoscale_sample_interval_s"],
