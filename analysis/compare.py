@@ -23,15 +23,17 @@ hold rate_runs.csv / rate_requests.csv). Its samples are its repetitions (for an
 - Not judged, and why: a cell with fewer than 3 repetitions on a side ("one run": its run-to-run noise is
   unmeasured), an open-loop cell at a different offered load or at or past capacity, a cell with an invalid
   open-loop run. **not comparable**: a cell only one run has, or one with too few served requests. **busy
-  machine**: a repetition of the cell was flagged busy (runs.csv `busy`).
+  machine**: a repetition of the cell was flagged busy (runs.csv `busy`) and fewer than 3 repetitions of a side
+  were not; with 3 or more on each side, the cell is judged on those and a note names the ones left out.
 - Machine speed (`--adjust-for-machine`): B's closed-loop times are divided by the ratio of the runs'
   `reference_ms`, except the fixed ~1 s of a SYN retransmission (a kernel timer, not CPU work); open-loop cells are
   not adjusted (their offered rates already follow each run's own capacity, and queueing near the knee is not
   proportional to the service time).
 
 Exit status: 0 nothing worse; 1 a cell is slower or has more errors; 2 the comparison cannot be trusted: the runs
-differ in payload, model or matrix (nothing is written), or a run is incomplete, a cell ran on a busy machine, a
-cell is not comparable, or no cell could be judged (the report is written, and the reasons printed).
+differ in payload, model or matrix (nothing is written), or a run is incomplete, a cell ran on a busy machine with
+fewer than 3 quiet repetitions on a side, a cell is not comparable, or no cell could be judged (the report is
+written, and the reasons printed).
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ SATURATED = "saturated"  # an open-loop cell at or past its run's closed-loop ca
 ONE_RUN = "one run"  # fewer than MIN_REPS repetitions (runs) on a side: run-to-run noise unmeasured, not judged
 INVALID = "invalid run"  # an open-loop run whose generator fell behind (valid = 0) or that sent nothing
 NOT_COMPARABLE = "not comparable"  # only one run has the cell, or too few served requests to judge it
-BUSY = "busy machine"  # a repetition of the cell ran while something else competed for the CPUs
+BUSY = "busy machine"  # repetitions ran while something else competed for the CPUs, too few others to judge on
 SYN_RETRY_MS = 1000.0  # Linux's initial SYN retransmission timeout: the gap of the slow mode
 ADJUST_CUT_QUANTILE = 0.01  # --adjust-for-machine: requests 1 s above this quantile of A's waited out a SYN retry
 MIN_REPS = 3  # repetitions per side for a judged cell
@@ -185,8 +187,17 @@ class Side:
     attempts: list[int] = field(default_factory=list)
     errors: list[int] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)  # "r<repetition>: why", one per repetition flagged busy
+    busy_at: list[int] = field(default_factory=list)  # where those repetitions are in `reps`, in the same order
     invalid: list[str] = field(default_factory=list)  # open-loop runs left out: "<run_key>: why"
     offered_rps: float = math.nan
+
+    def without_busy(self) -> Side:
+        """The repetitions not flagged busy (a busy one whose position is unknown keeps the whole side busy)."""
+        if len(self.busy_at) != len(self.busy):
+            return self
+        keep = [i for i in range(len(self.reps)) if i not in set(self.busy_at)]
+        return Side(reps=[self.reps[i] for i in keep], attempts=[self.attempts[i] for i in keep],
+                    errors=[self.errors[i] for i in keep], invalid=list(self.invalid), offered_rps=self.offered_rps)
 
 
 def _int(value: Any) -> int:
@@ -209,6 +220,7 @@ def closed_loop_cells(r: Results) -> dict[tuple[str, str, float], Side]:
             side.errors.append(errors)
             side.attempts.append(served + errors if served + errors else len(x))
             if _int(row.get("busy")) == 1:
+                side.busy_at.append(len(side.reps) - 1)
                 side.busy.append(f"r{int(row['repetition'])} (others' CPU {row.get('others_cpu_pct', math.nan):.0f} %,"
                                  f" steal {row.get('steal_pct', math.nan):.0f} %)")
     return cells
@@ -463,9 +475,16 @@ def compare_cell(key: tuple[str, str, float], a: Side | None, b: Side | None, s:
                            "offered_b_rps": b.offered_rps if b else math.nan}
     if a is None or b is None:
         row.update(reps_a=len(a.reps) if a else 0, reps_b=len(b.reps) if b else 0,
-                   verdict=NOT_COMPARABLE, errors_verdict=NOT_JUDGED, invalid_runs="",
+                   verdict=NOT_COMPARABLE, errors_verdict=NOT_JUDGED, invalid_runs="", busy_left_out="",
                    reason=f"only run {'A' if a else 'B'} has this cell")
         return row, None if s.common_cells else row["reason"]
+    row["busy_left_out"] = ""
+    if kind == "c" and (a.busy or b.busy):
+        clean_a, clean_b = a.without_busy(), b.without_busy()
+        if not (clean_a.busy or clean_b.busy) and min(len(clean_a.reps), len(clean_b.reps)) >= MIN_REPS:
+            # judged on the repetitions measured on a quiet machine, enough of them on each side; named in a note
+            row["busy_left_out"] = _busy_text(a, b)
+            a, b = clean_a, clean_b
     row.update(reps_a=len(a.reps), reps_b=len(b.reps))
     b_reps = b.reps
     if machine is not None and s.adjust_for_machine and kind == "c" and any(len(r) for r in a.reps):
@@ -514,8 +533,9 @@ def _status(row: dict[str, Any], a: Side, b: Side, usable_a: int, usable_b: int,
     problem = None
     if kind == "c" and (a.busy or b.busy):
         row["verdict"] = BUSY
-        row["reason"] = "; ".join(f"run {n} repetition(s) {', '.join(side.busy)}"
-                                  for n, side in (("A", a), ("B", b)) if side.busy)
+        clean = min(len(a.reps) - len(a.busy), len(b.reps) - len(b.busy))
+        row["reason"] = (f"{_busy_text(a, b)}; {clean} repetition(s) on a side without them, {MIN_REPS} needed to "
+                         f"judge the cell on those")
         problem = f"ran on a busy machine: {row['reason']}"
     elif invalid and few:
         row["verdict"], row["reason"] = INVALID, "; ".join(invalid)
@@ -541,6 +561,10 @@ def _status(row: dict[str, Any], a: Side, b: Side, usable_a: int, usable_b: int,
     else:
         row["verdict"], row["reason"] = "judge", ""
     return problem
+
+
+def _busy_text(a: Side, b: Side) -> str:
+    return "; ".join(f"run {n} repetition(s) {', '.join(side.busy)}" for n, side in (("A", a), ("B", b)) if side.busy)
 
 
 def _different_load(row: dict[str, Any], s: Settings) -> bool:
@@ -615,6 +639,10 @@ def compare(a: Results, b: Results, s: Settings) -> Comparison:
     for verdict, cells in held.groupby("verdict", sort=False) if len(held) else []:
         notes.append(f"{', '.join(_cell(r) + (f' ({r.reason})' if r.reason else '') for r in cells.itertuples())}: "
                      f"{HELD_BACK[str(verdict)]}")
+    quiet = table[table["busy_left_out"].astype(str) != ""] if len(table) else table
+    if len(quiet):
+        notes.append(f"repetitions that ran on a busy machine left out, each cell judged on the others ({MIN_REPS} "
+                     "or more a side): " + "; ".join(f"{_cell(r)} ({r['busy_left_out']})" for _, r in quiet.iterrows()))
     partly = table[(table["invalid_runs"].astype(str) != "") & (table["verdict"] != INVALID)] if len(table) else table
     if len(partly):
         notes.append("invalid open-loop runs left out, the cell judged on its valid ones: "
@@ -839,8 +867,9 @@ DESCRIPTION = ("Compare two benchmark runs, A (the baseline) and B: per platform
 EPILOG = (f"Exit status: {EXIT_SAME} no cell is worse; {EXIT_SLOWER} a cell is slower beyond the threshold or fails "
           f"more; {EXIT_INCOMPARABLE} the comparison cannot be trusted: a folder cannot be read, the runs differ in "
           "payload, model or matrix (the last only without --common-cells; nothing is written), or a run is "
-          "incomplete, a cell ran on a busy machine (runs.csv busy), a cell only one run has or with too few served "
-          "requests, or no cell could be judged (the report is written; the reasons are printed). A run "
+          "incomplete, a cell ran on a busy machine (runs.csv busy) with fewer than 3 quiet repetitions a side, a "
+          "cell only one run has or with too few served requests, or no cell could be judged (the report is "
+          "written; the reasons are printed). A run "
           "compared with itself is 'same' everywhere, unless it is itself incomplete or busy.")
 
 

@@ -317,7 +317,8 @@ def test_a_boundary_that_fails_when_repeated_becomes_the_high_end(tmp_path, monk
 
 def test_a_probe_whose_generator_fell_behind_runs_once_more(tmp_path, monkeypatch):
     """The generator falls behind once at the first midpoint (30 req/s): that probe runs again and the search goes
-    on to the same bracket as without the hiccup, both runs in the record. Falling behind twice there stops it."""
+    on to the same bracket as without the hiccup, both runs in the record. Falling behind twice there stops it, and
+    so does falling behind once where the probe budget leaves no room to run it again, each with its own reason."""
     folder = folder_for(tmp_path / "once", "http://127.0.0.1:9/", rate_search_max_probes=10)
     fake = FakeServer(folder, lambda r: 0.0 if r <= 37.3 else 0.2, behind_at=30.0)
     monkeypatch.setattr(rate, "open_loop_run", fake)
@@ -335,6 +336,15 @@ def test_a_probe_whose_generator_fell_behind_runs_once_more(tmp_path, monkeypatc
     assert [c[1] for c in fake.calls] == [10.0, 50.0, 30.0, 30.0]
     assert (record["low_rps"], record["high_rps"]) == (10.0, 50.0)
     assert record["stop_reason"] == "probe 4 invalid: the generator fell behind, twice" and "twice" in line
+    # with 4 probes allowed, the 3rd cannot be run again (one is kept for the boundary's repeat): it says so
+    folder = folder_for(tmp_path / "no-room", "http://127.0.0.1:9/", rate_search_max_probes=4)
+    fake = FakeServer(folder, lambda r: 0.0 if r <= 37.3 else 0.2, behind_at=30.0)
+    monkeypatch.setattr(rate, "open_loop_run", fake)
+    rate.rate_search(folder, "container", low_rps=10.0, high_rps=50.0)
+    record = json.loads((folder.run_dir("rate-search-container") / rate.SEARCH_JSON).read_text())
+    assert [c[1] for c in fake.calls] == [10.0, 50.0, 30.0]
+    assert record["stop_reason"] == ("probe 3 invalid: the generator fell behind, and the probe or time budget left "
+                                     "no room to run it again")
 
 
 def test_a_missed_repeat_with_no_lower_probe_falls_back_on_the_grids_next_level(tmp_path, monkeypatch):

@@ -508,6 +508,12 @@ class _Search:
             row = self.probe(point, f"{why}, again: probe {row['probe']}'s {what}")
         return row
 
+    def invalid_stop(self, row: dict[str, Any]) -> str:
+        """Why an invalid probe stopped the search: it was invalid twice, or once with no budget to run it again."""
+        tries = sum(1 for q in self.probes if self.at(q) == self.at(row) and not q["valid"])
+        again = "twice" if tries > 1 else "and the probe or time budget left no room to run it again"
+        return f"probe {row['probe']} invalid: {row['invalid_reason']}, {again}"
+
     def bisect(self, low: float, high: float, floors: list[float], ceilings: list[float]
                ) -> tuple[float | None, float | None, str]:
         """Probe both ends, then midpoints; returns (low, high, why it stopped), None for an unbounded side. A
@@ -521,7 +527,7 @@ class _Search:
                 return low, high, "time budget spent"
             row = self.valid_probe(point, end)
             if not row["valid"]:
-                return low, high, f"probe {row['probe']} invalid: {row['invalid_reason']}, twice"
+                return low, high, self.invalid_stop(row)
             if end == "low end" and not row["meets"]:
                 if not floors:
                     return None, low, "the low end misses the objective: capacity below the bracket"
@@ -540,7 +546,7 @@ class _Search:
                 return low, high, "time budget spent" if mid not in (low, high) else f"points 0.01 {self.unit} apart"
             row = self.valid_probe(mid, "bisection")
             if not row["valid"]:
-                return low, high, f"probe {row['probe']} invalid: {row['invalid_reason']}, twice"
+                return low, high, self.invalid_stop(row)
             low, high = (mid, high) if row["meets"] else (low, mid)
         return low, high, f"bracket within {self.tolerance:g} %"
 
