@@ -186,16 +186,13 @@ class Side:
     reps: Reps = field(default_factory=list)
     attempts: list[int] = field(default_factory=list)
     errors: list[int] = field(default_factory=list)
-    busy: list[str] = field(default_factory=list)  # "r<repetition>: why", one per repetition flagged busy
-    busy_at: list[int] = field(default_factory=list)  # where those repetitions are in `reps`, in the same order
+    busy: dict[int, str] = field(default_factory=dict)  # position in `reps` -> "r<repetition> (why)", flagged busy
     invalid: list[str] = field(default_factory=list)  # open-loop runs left out: "<run_key>: why"
     offered_rps: float = math.nan
 
     def without_busy(self) -> Side:
-        """The repetitions not flagged busy (a busy one whose position is unknown keeps the whole side busy)."""
-        if len(self.busy_at) != len(self.busy):
-            return self
-        keep = [i for i in range(len(self.reps)) if i not in set(self.busy_at)]
+        """The repetitions not flagged busy."""
+        keep = [i for i in range(len(self.reps)) if i not in self.busy]
         return Side(reps=[self.reps[i] for i in keep], attempts=[self.attempts[i] for i in keep],
                     errors=[self.errors[i] for i in keep], invalid=list(self.invalid), offered_rps=self.offered_rps)
 
@@ -220,9 +217,9 @@ def closed_loop_cells(r: Results) -> dict[tuple[str, str, float], Side]:
             side.errors.append(errors)
             side.attempts.append(served + errors if served + errors else len(x))
             if _int(row.get("busy")) == 1:
-                side.busy_at.append(len(side.reps) - 1)
-                side.busy.append(f"r{int(row['repetition'])} (others' CPU {row.get('others_cpu_pct', math.nan):.0f} %,"
-                                 f" steal {row.get('steal_pct', math.nan):.0f} %)")
+                side.busy[len(side.reps) - 1] = (f"r{int(row['repetition'])} (others' CPU "
+                                                 f"{row.get('others_cpu_pct', math.nan):.0f} %, steal "
+                                                 f"{row.get('steal_pct', math.nan):.0f} %)")
     return cells
 
 
@@ -481,7 +478,7 @@ def compare_cell(key: tuple[str, str, float], a: Side | None, b: Side | None, s:
     row["busy_left_out"] = ""
     if kind == "c" and (a.busy or b.busy):
         clean_a, clean_b = a.without_busy(), b.without_busy()
-        if not (clean_a.busy or clean_b.busy) and min(len(clean_a.reps), len(clean_b.reps)) >= MIN_REPS:
+        if min(len(clean_a.reps), len(clean_b.reps)) >= MIN_REPS:
             # judged on the repetitions measured on a quiet machine, enough of them on each side; named in a note
             row["busy_left_out"] = _busy_text(a, b)
             a, b = clean_a, clean_b
@@ -564,7 +561,8 @@ def _status(row: dict[str, Any], a: Side, b: Side, usable_a: int, usable_b: int,
 
 
 def _busy_text(a: Side, b: Side) -> str:
-    return "; ".join(f"run {n} repetition(s) {', '.join(side.busy)}" for n, side in (("A", a), ("B", b)) if side.busy)
+    return "; ".join(f"run {n} repetition(s) {', '.join(side.busy.values())}"
+                     for n, side in (("A", a), ("B", b)) if side.busy)
 
 
 def _different_load(row: dict[str, Any], s: Settings) -> bool:

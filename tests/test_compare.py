@@ -457,12 +457,11 @@ def side(reps: int = 5, served: int = 50, ms: float = 100.0, **kw: object) -> cm
     (("p", "c", 1.0), side(), side(), "judge", False),
     (("p", "c", 1.0), side(), side(reps=2), "one run", False),
     (("p", "c", 1.0), side(reps=3), side(reps=3), "judge", False),
-    (("p", "c", 1.0), side(), side(busy=["r1 (others' CPU 40 %, steal 0 %)"], busy_at=[0]), "judge", False),
-    (("p", "c", 1.0), side(), side(reps=4, busy=["r1 (others' CPU 40 %, steal 0 %)"], busy_at=[0]), "judge", False),
-    (("p", "c", 1.0), side(), side(reps=3, busy=["r1 (others' CPU 40 %, steal 0 %)"], busy_at=[0]), "busy machine",
+    (("p", "c", 1.0), side(), side(busy={0: "r1 (others' CPU 40 %, steal 0 %)"}), "judge", False),
+    (("p", "c", 1.0), side(), side(reps=4, busy={0: "r1 (others' CPU 40 %, steal 0 %)"}), "judge", False),
+    (("p", "c", 1.0), side(), side(reps=3, busy={0: "r1 (others' CPU 40 %, steal 0 %)"}), "busy machine",
      True),
-    (("p", "c", 1.0), side(reps=4, busy=["r1 (x)", "r3 (x)"], busy_at=[0, 2]), side(), "busy machine", True),
-    (("p", "c", 1.0), side(), side(busy=["r1 (position unknown)"]), "busy machine", True),
+    (("p", "c", 1.0), side(reps=4, busy={0: "r1 (x)", 2: "r3 (x)"}), side(), "busy machine", True),
     (("p", "c", 1.0), side(), side(served=9), "not comparable", True),
     (("p", "c", 1.0), side(), side(served=10), "judge", False),
     (("p", "rate %", 90.0), side(offered_rps=100.0), side(offered_rps=105.0), "judge", False),
@@ -494,8 +493,8 @@ def failing(reps: int = 5, **kw: object) -> cmp.Side:
     (side(), side(), "same"),  # no failure on either side: no test could reject, kept out of the family
     (side(), failing(), "judge"),
     (side(), failing(reps=2), "not judged"),  # one run
-    (side(), failing(reps=3, busy=["r1 (others' CPU 40 %, steal 0 %)"], busy_at=[0]), "not judged"),
-    (side(), failing(busy=["r1 (others' CPU 40 %, steal 0 %)"], busy_at=[0]), "judge"),  # judged on the other 4
+    (side(), failing(reps=3, busy={0: "r1 (others' CPU 40 %, steal 0 %)"}), "not judged"),
+    (side(), failing(busy={0: "r1 (others' CPU 40 %, steal 0 %)"}), "judge"),  # judged on the other 4
     (side(), failing(served=9), "judge"),  # latency not comparable, failures still judged
 ])
 def test_which_cells_have_their_errors_judged(a: cmp.Side, b: cmp.Side, errors_verdict: str) -> None:
